@@ -1,0 +1,57 @@
+/* Error names and messages, generated from the table in nbio/errors.h. */
+#define _GNU_SOURCE
+#include <string.h>
+
+#include "nbio/errors.h"
+
+const char *nbio_strerror(int err)
+{
+    switch (err) {
+#define NBIO__ERRNO_MSG(name, msg) \
+    case -(name):                  \
+        return msg;
+        NBIO_ERRNO_MAP(NBIO__ERRNO_MSG)
+#undef NBIO__ERRNO_MSG
+#define NBIO__LIB_MSG(name, value, msg) \
+    case (value):                       \
+        return msg;
+        NBIO_LIB_ERRORS(NBIO__LIB_MSG)
+#undef NBIO__LIB_MSG
+    case 0:
+        return "success";
+    default:
+        break;
+    }
+    if (err < 0 && err > -4000) {
+        const char *d = strerrordesc_np(-err);
+        if (d != NULL)
+            return d;
+    }
+    return "unknown error";
+}
+
+const char *nbio_errname(int err)
+{
+    switch (err) {
+#define NBIO__ERRNO_NAME(name, msg) \
+    case -(name):                   \
+        return "NBIO_" #name;
+        NBIO_ERRNO_MAP(NBIO__ERRNO_NAME)
+#undef NBIO__ERRNO_NAME
+#define NBIO__LIB_NAME(name, value, msg) \
+    case (value):                        \
+        return "NBIO_" #name;
+        NBIO_LIB_ERRORS(NBIO__LIB_NAME)
+#undef NBIO__LIB_NAME
+    case 0:
+        return "NBIO_OK";
+    default:
+        break;
+    }
+    if (err < 0 && err > -4000) {
+        const char *n = strerrorname_np(-err);
+        if (n != NULL)
+            return n;
+    }
+    return "NBIO_E?";
+}
