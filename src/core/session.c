@@ -135,6 +135,8 @@ int nbio_read(nbio_session *s, nbio_buf *out)
         return NBIO_EINVAL;
     if (s->error != 0)
         return s->error;
+    if (s->vt->read == NULL)
+        return NBIO_EUNSUPPORTED; /* a usage error: the session lives on */
     return settle(s, s->vt->read(s, out));
 }
 
@@ -146,6 +148,8 @@ int nbio_write(nbio_session *s, nbio_buf *buf)
         return s->error;
     if (s->write_closed)
         return NBIO_ECLOSED;
+    if (s->vt->write == NULL)
+        return NBIO_EUNSUPPORTED;
     if (buf->len == 0)
         return NBIO_DONE;
     return settle(s, s->vt->write(s, buf));

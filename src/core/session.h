@@ -18,7 +18,8 @@
 
 typedef struct nbio__vtable {
     const char *kind;
-    /* Required. Return as the public verbs do. */
+    /* Return as the public verbs do. read and write may be NULL for
+     * sessions that carry no bytes (listeners): NBIO_EUNSUPPORTED. */
     int (*drive)(nbio_session *s);
     int (*read)(nbio_session *s, nbio_buf *out);
     int (*write)(nbio_session *s, nbio_buf *buf);

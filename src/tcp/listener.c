@@ -28,24 +28,6 @@ void nbio_listen_options_init(nbio_listen_options *o)
     nbio_tcp_options_init(&o->accepted);
 }
 
-static int unsupported(nbio_session *s)
-{
-    (void)s;
-    return NBIO_EUNSUPPORTED;
-}
-
-static int listener_read(nbio_session *s, nbio_buf *out)
-{
-    (void)out;
-    return unsupported(s);
-}
-
-static int listener_write(nbio_session *s, nbio_buf *buf)
-{
-    (void)buf;
-    return unsupported(s);
-}
-
 static int listener_drive(nbio_session *s)
 {
     (void)s;
@@ -83,8 +65,8 @@ static unsigned listener_interest(const nbio_session *s)
 static const nbio__vtable listener_vtable = {
     .kind = "listener",
     .drive = listener_drive,
-    .read = listener_read,
-    .write = listener_write,
+    .read = NULL,
+    .write = NULL,
     .flush = listener_done,
     .shutdown = listener_done,
     .free = listener_free,
