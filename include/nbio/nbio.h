@@ -112,8 +112,11 @@ NBIO_API int nbio_read(nbio_session *s, nbio_buf *out);
  * again later; nothing is lost or duplicated. A message session accepts a
  * message whole or not at all, except a message larger than its write buffer,
  * which it streams: then only the rest of that message may be resubmitted.
- * While establishing, returns NBIO_PENDING with buf untouched.
- * Returns a negative error on failure.
+ * While establishing, a byte session returns NBIO_PENDING with buf untouched;
+ * a message session may accept the message into its buffer. An empty buffer
+ * is an empty message for message sessions and a no-op for byte sessions.
+ * After nbio_shutdown()/nbio_close() it returns NBIO_ECLOSED (the session is
+ * not ended by that). Returns a negative error on failure.
  */
 NBIO_API int nbio_write(nbio_session *s, nbio_buf *buf);
 

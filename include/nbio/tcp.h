@@ -27,6 +27,8 @@ typedef struct nbio_tcp_options {
     const char *dns_servers;  /**< c-ares server list "ip[:port],..." (default: system) */
     int dns_timeout_ms;       /**< per DNS try (default 2000) */
     int dns_tries;            /**< DNS tries per server (default 2) */
+    int send_buffer_size;     /**< SO_SNDBUF in bytes (default 0: the system's) */
+    int recv_buffer_size;     /**< SO_RCVBUF in bytes (default 0: the system's) */
 } nbio_tcp_options;
 
 /** Fills o with the defaults. */

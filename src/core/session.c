@@ -150,8 +150,7 @@ int nbio_write(nbio_session *s, nbio_buf *buf)
         return NBIO_ECLOSED;
     if (s->vt->write == NULL)
         return NBIO_EUNSUPPORTED;
-    if (buf->len == 0)
-        return NBIO_DONE;
+    /* An empty buffer still goes to the layer: an empty message is a message. */
     return settle(s, s->vt->write(s, buf));
 }
 

@@ -36,6 +36,12 @@ void nbio__stream_sockopts(int fd, int domain, const nbio_tcp_options *o)
         int one = 1;
         (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }
+    if (o->send_buffer_size > 0)
+        (void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &o->send_buffer_size,
+                         sizeof o->send_buffer_size);
+    if (o->recv_buffer_size > 0)
+        (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &o->recv_buffer_size,
+                         sizeof o->recv_buffer_size);
 }
 
 const nbio__stream *nbio__stream_of(const nbio_session *s)
