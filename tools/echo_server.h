@@ -1,0 +1,52 @@
+/*
+ * An echo server engine driven one step at a time, so it runs both as the
+ * `nbio echo-server` subcommand and inside `nbio demo` (interleaved with the
+ * demo's own client in one thread).
+ *
+ * Every client is served from the calling thread. Echo applies
+ * backpressure: nothing more is read from a client while its previous echo
+ * is still pending, so memory per client stays bounded by the session's
+ * buffers plus one payload.
+ */
+#ifndef NBIO_TOOLS_ECHO_SERVER_H
+#define NBIO_TOOLS_ECHO_SERVER_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "nbio/frame.h"
+
+typedef struct echo_server_config {
+    const char *listen;                 /* "HOST:PORT" or a Unix socket path */
+    const nbio_frame_strategy *framing; /* NULL: echo raw bytes */
+    size_t max_frame;                   /* 0: the framing default */
+    FILE *log;                          /* dropped clients are reported here */
+    const char *log_prefix;             /* e.g. "nbio echo-server" */
+} echo_server_config;
+
+typedef struct echo_server echo_server;
+
+/* Starts listening. Returns the server, or NULL after writing the reason
+ * (nbio_errname + detail) into err. */
+echo_server *echo_server_open(const echo_server_config *cfg, char *err, size_t errlen);
+
+/* The bound address ("127.0.0.1:40123", "[::1]:40123" or the socket path). */
+const char *echo_server_address(const echo_server *srv);
+
+/*
+ * Accepts new clients and serves every client once, without blocking.
+ * When nothing happened and wait_ms > 0, sleeps in poll() up to wait_ms
+ * until a socket is ready (a signal cuts the sleep short).
+ * Returns the number of things that happened (0: idle), or a negative error
+ * when the listener failed.
+ */
+int echo_server_step(echo_server *srv, int wait_ms);
+
+/* Number of clients currently connected. */
+size_t echo_server_clients(const echo_server *srv);
+
+/* Drops every client (abortively) and the listener; removes a Unix socket
+ * file. NULL is ignored. */
+void echo_server_free(echo_server *srv);
+
+#endif
