@@ -212,6 +212,7 @@ static void test_connect_refused(void **state)
 typedef struct fake_dns {
     int fd;
     int silent;
+    int answer; /* answer A with 127.0.0.1 and AAAA with ::1 */
     int queries;
     char servers[64];
 } fake_dns;
@@ -227,6 +228,7 @@ static void fake_dns_open(fake_dns *d, int silent)
     assert_int_equal(getsockname(d->fd, (struct sockaddr *)&a, &len), 0);
     snprintf(d->servers, sizeof d->servers, "127.0.0.1:%u", (unsigned)ntohs(a.sin_port));
     d->silent = silent;
+    d->answer = 0;
     d->queries = 0;
 }
 
@@ -244,6 +246,22 @@ static void fake_dns_step(fake_dns *d)
     q[2] = (unsigned char)(0x80 | (q[2] & 0x79)); /* QR, keep opcode and RD */
     q[3] = 0x83;                                   /* RA, RCODE=NXDOMAIN */
     memset(q + 6, 0, 6);                           /* no answer/authority/additional */
+    size_t end = 12;                               /* end of the question */
+    while (end < (size_t)n && q[end] != 0)
+        end += 1u + q[end];
+    end += 5;
+    if (d->answer && end <= (size_t)n && end + 28 <= sizeof q) {
+        int aaaa = q[end - 3] == 28;
+        static const unsigned char v4[4] = {127, 0, 0, 1};
+        static const unsigned char v6[16] = {[15] = 1};
+        unsigned char rr[12] = {0xc0, 12, 0, aaaa ? 28 : 1, 0, 1, 0, 0, 0, 60, 0,
+                                aaaa ? 16 : 4};
+        q[3] = 0x80; /* RA, no error */
+        q[7] = 1;    /* one answer */
+        memcpy(q + end, rr, sizeof rr);
+        memcpy(q + end + 12, aaaa ? v6 : v4, aaaa ? 16 : 4);
+        n = (ssize_t)(end + 12 + (aaaa ? 16 : 4));
+    }
     (void)sendto(d->fd, q, (size_t)n, 0, (struct sockaddr *)&from, fl);
 }
 
@@ -275,6 +293,39 @@ static void test_name_that_does_not_resolve(void **state)
     assert_true(d.queries > 0);
     assert_non_null(strstr(nbio_detail(c), "no-such-host.invalid"));
     assert_string_equal(nbio_errname(NBIO_ERESOLVE), "NBIO_ERESOLVE");
+    nbio_free(c);
+    close(d.fd);
+}
+
+/* A name with an AAAA (nobody listens there) and an A record (a listener):
+ * every address is tried in turn until one connects. */
+static void test_every_resolved_address_is_tried(void **state)
+{
+    (void)state;
+    fake_dns d;
+    fake_dns_open(&d, 0);
+    d.answer = 1;
+    nbio_session *l = nbio_tcp_listen("127.0.0.1:0", NULL);
+    char addr[64], name[64];
+    int port = nbio_local_address(l, addr, sizeof addr);
+    snprintf(name, sizeof name, "dual.test:%d", port);
+    nbio_tcp_options o;
+    nbio_tcp_options_init(&o);
+    o.dns_servers = d.servers;
+    nbio_session *c = nbio_tcp_connect(name, &o);
+    assert_int_equal(resolve_with(&d, c, 10000), 0);
+    assert_int_equal(nbio_status(c), NBIO_ESTABLISHED);
+    assert_int_equal(d.queries, 2); /* A and AAAA */
+    char peer[64];
+    assert_int_equal(nbio_peer_address(c, peer, sizeof peer), port);
+    assert_string_equal(peer, addr);
+    nbio_free(c);
+    /* when every address refuses, the detail names the host and the last try */
+    nbio_free(l);
+    c = nbio_tcp_connect(name, &o);
+    assert_int_equal(resolve_with(&d, c, 10000), NBIO_ECONNREFUSED);
+    assert_non_null(strstr(nbio_detail(c), name));
+    assert_non_null(strstr(nbio_detail(c), "connection refused"));
     nbio_free(c);
     close(d.fd);
 }
@@ -496,6 +547,7 @@ int main(void)
         cmocka_unit_test(test_reset_is_an_error_without_sigpipe),
         cmocka_unit_test(test_connect_refused),
         cmocka_unit_test(test_name_that_does_not_resolve),
+        cmocka_unit_test(test_every_resolved_address_is_tried),
         cmocka_unit_test(test_resolve_times_out),
         cmocka_unit_test(test_localhost_by_name),
         cmocka_unit_test(test_malformed_addresses),
