@@ -32,7 +32,8 @@ static nbio__mock *as_mock(const nbio_session *s)
 static int push_steps(step_queue *q, const nbio_mock_step *steps, size_t n)
 {
     if (q->head + q->len + n > q->cap) {
-        memmove(q->steps, q->steps + q->head, q->len * sizeof *q->steps);
+        if (q->len > 0)
+            memmove(q->steps, q->steps + q->head, q->len * sizeof *q->steps);
         q->head = 0;
         if (q->len + n > q->cap) {
             size_t cap = q->cap ? q->cap * 2 : 16;

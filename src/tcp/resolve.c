@@ -3,6 +3,7 @@
 #include <ares.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,6 +25,18 @@ static int ares_init_status;
 static void ares_global_init(void)
 {
     ares_init_status = ares_library_init(ARES_LIB_INIT_ALL);
+}
+
+/* ares_getsock() bit tests, without the shift of a signed 1 by 31 that
+ * c-ares's own macros do for the last socket. */
+static bool sock_readable(int bits, int i)
+{
+    return ((unsigned)bits >> i) & 1u;
+}
+
+static bool sock_writable(int bits, int i)
+{
+    return ((unsigned)bits >> (i + ARES_GETSOCK_MAXNUM)) & 1u;
 }
 
 static void on_addrinfo(void *arg, int status, int timeouts, struct ares_addrinfo *res)
@@ -101,8 +114,8 @@ int nbio__resolve_poll(nbio__resolver *r, const char **why)
         struct pollfd pfd[ARES_GETSOCK_MAXNUM];
         int n = 0;
         for (int i = 0; i < ARES_GETSOCK_MAXNUM; i++) {
-            short ev = (short)((ARES_GETSOCK_READABLE(bits, i) ? POLLIN : 0) |
-                               (ARES_GETSOCK_WRITABLE(bits, i) ? POLLOUT : 0));
+            short ev = (short)((sock_readable(bits, i) ? POLLIN : 0) |
+                               (sock_writable(bits, i) ? POLLOUT : 0));
             if (ev == 0)
                 continue;
             pfd[n].fd = socks[i];
@@ -144,7 +157,7 @@ int nbio__resolve_fd(const nbio__resolver *r)
     ares_socket_t socks[ARES_GETSOCK_MAXNUM];
     int bits = ares_getsock(r->channel, socks, ARES_GETSOCK_MAXNUM);
     for (int i = 0; i < ARES_GETSOCK_MAXNUM; i++)
-        if (ARES_GETSOCK_READABLE(bits, i))
+        if (sock_readable(bits, i))
             return socks[i];
     return -1;
 }
