@@ -93,8 +93,14 @@ class EchoServer:
         self.addr = line[len(b"listening on "):].strip().decode()
 
     def stderr(self):
-        self.err.seek(0)
-        return self.err.read().decode(errors="replace")
+        # pread: the server shares this file offset, so never move it
+        fd = self.err.fileno()
+        out = b""
+        while True:
+            b = os.pread(fd, 65536, len(out))
+            if not b:
+                return out.decode(errors="replace")
+            out += b
 
     def alive(self):
         return self.proc.poll() is None
