@@ -41,6 +41,11 @@ typedef struct nbio__tls {
     /* ciphertext the wrapped session did not take yet: out[out_off, out_off+out_len) */
     unsigned char *out;
     size_t out_off, out_len, out_cap;
+    /* plaintext accepted from the caller that SSL_write must be retried with
+     * (only when OpenSSL wants to read first: a renegotiation someone forced
+     * through nbio_tls_ssl(); ours are refused) */
+    unsigned char *stash;
+    size_t stash_len;
     unsigned char *rbuf; /* plaintext handed out by nbio_read() */
     char *host;          /* client: the name verified (for details) */
     char *alpn;          /* negotiated ALPN protocol, NUL-terminated */
@@ -242,10 +247,15 @@ static int tls_fail(nbio__tls *t, int ssl_err)
         nbio__tls_err_string(why, sizeof why, "unknown OpenSSL error");
         r = nbio__fail(s, NBIO_ETLS, "%s: %s", phase, why);
     }
-    /* Best effort: let the peer see the alert OpenSSL queued. */
-    if (t->out_len > 0 && nbio__can_write(s->inner) && !s->inner->write_closed) {
+    /* Best effort, as far as the transport takes it now: let the peer see
+     * the alert OpenSSL queued. */
+    while (t->out_len > 0 && nbio__can_write(s->inner) && !s->inner->write_closed) {
         struct iovec iov = {t->out + t->out_off, t->out_len};
-        (void)nbio__writev(s->inner, &iov, 1);
+        long n = nbio__writev(s->inner, &iov, 1);
+        if (n <= 0)
+            break;
+        t->out_off += (size_t)n;
+        t->out_len -= (size_t)n;
     }
     return r;
 }
@@ -300,6 +310,8 @@ static int establish(nbio__tls *t)
     return progress ? NBIO_ACTIVE : NBIO_IDLE;
 }
 
+static int retry_stash(nbio__tls *t);
+
 /* Decrypts into dst. Returns bytes (> 0), NBIO_IDLE or an error. */
 static long decrypt_into(nbio__tls *t, void *dst, size_t cap)
 {
@@ -320,6 +332,11 @@ static long decrypt_into(nbio__tls *t, void *dst, size_t cap)
         t->read_starved = true;
         out = NBIO_IDLE;
     }
+    if (t->stash_len > 0) {
+        int f = retry_stash(t);
+        if (f < 0)
+            return f;
+    }
     if (t->out_len > 0) { /* alerts, key updates OpenSSL wrote meanwhile */
         int f = flush_out(t, NULL);
         if (f < 0)
@@ -328,24 +345,53 @@ static long decrypt_into(nbio__tls *t, void *dst, size_t cap)
     return out;
 }
 
-/* Encrypts n bytes (n <= RECORD_MAX); always all of them or an error. */
+/* Encrypts n bytes (n <= RECORD_MAX). Returns 0 when all of them are
+ * accepted (encrypted, or stashed for a retry OpenSSL asked for), or an
+ * error. */
 static int encrypt(nbio__tls *t, const void *p, size_t n)
 {
     ERR_clear_error();
     size_t w = 0;
     int r = SSL_write_ex(t->ssl, p, n, &w);
-    if (r == 1 && w == n)
+    if (r == 1)
         return 0;
     int e = SSL_get_error(t->ssl, r);
-    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
-        return nbio__fail(&t->base, NBIO_ETLS, "TLS: SSL_write asked for a retry (internal error)");
-    return tls_fail(t, e);
+    if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
+        return tls_fail(t, e);
+    /* OpenSSL must be called again with these bytes: keep them here, so the
+     * caller's buffer is free and its rule never reaches the caller. */
+    if ((t->stash = malloc(n)) == NULL)
+        return nbio__fail(&t->base, NBIO_ENOMEM, "TLS write: out of memory");
+    memcpy(t->stash, p, n);
+    t->stash_len = n;
+    return 0;
+}
+
+/* Retries a stashed write. Returns NBIO_DONE when none is left, NBIO_PENDING
+ * while OpenSSL still waits, or an error. */
+static int retry_stash(nbio__tls *t)
+{
+    if (t->stash_len == 0)
+        return NBIO_DONE;
+    ERR_clear_error();
+    size_t w = 0;
+    int r = SSL_write_ex(t->ssl, t->stash, t->stash_len, &w);
+    if (r != 1) {
+        int e = SSL_get_error(t->ssl, r);
+        if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
+            return tls_fail(t, e);
+        return NBIO_PENDING;
+    }
+    free(t->stash);
+    t->stash = NULL;
+    t->stash_len = 0;
+    return NBIO_DONE;
 }
 
 /* True when n more plaintext bytes may be encrypted now. */
 static bool may_accept(const nbio__tls *t, size_t n)
 {
-    return t->out_len == 0 || t->out_len + n <= t->cfg->write_buffer_size;
+    return t->stash_len == 0 && (t->out_len == 0 || t->out_len + n <= t->cfg->write_buffer_size);
 }
 
 /* ---- the vtable --------------------------------------------------------- */
@@ -356,8 +402,10 @@ static int tls_drive(nbio_session *s)
     if (s->state == NBIO_ESTABLISHING)
         return establish(t);
     bool moved = false;
-    int r = flush_out(t, &moved);
+    int r = retry_stash(t);
     if (r < 0)
+        return r;
+    if ((r = flush_out(t, &moved)) < 0)
         return r;
     return moved ? NBIO_ACTIVE : NBIO_IDLE;
 }
@@ -412,7 +460,10 @@ static int write_prologue(nbio__tls *t)
         if (s->state == NBIO_ESTABLISHING)
             return 0;
     }
-    int r = flush_out(t, NULL);
+    int r = retry_stash(t);
+    if (r < 0)
+        return r;
+    r = flush_out(t, NULL);
     return r < 0 ? r : 1;
 }
 
@@ -499,7 +550,10 @@ static int tls_flush(nbio_session *s)
         if (s->state == NBIO_ESTABLISHING)
             return NBIO_PENDING;
     }
-    int r = flush_out(t, NULL);
+    int r = retry_stash(t);
+    if (r != NBIO_DONE)
+        return r;
+    r = flush_out(t, NULL);
     if (r != NBIO_DONE)
         return r;
     r = nbio_flush(s->inner, 0);
@@ -518,7 +572,10 @@ static int tls_shutdown(nbio_session *s)
         if (s->state == NBIO_ESTABLISHING)
             return NBIO_PENDING;
     }
-    int r = flush_out(t, NULL);
+    int r = retry_stash(t);
+    if (r != NBIO_DONE)
+        return r;
+    r = flush_out(t, NULL);
     if (r != NBIO_DONE)
         return r;
     if (!t->close_sent) {
@@ -545,6 +602,7 @@ static void tls_free(nbio_session *s)
     nbio_free(s->inner);
     free(t->out);
     free(t->rbuf);
+    free(t->stash);
     free(t->host);
     free(t->alpn);
     free(t);
