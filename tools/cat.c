@@ -69,6 +69,8 @@ static int next_output(cat_state *st)
         st->start = st->end;
         return 1;
     }
+    if (have == 0)
+        return 0;
     unsigned char *p = st->in + st->start;
     unsigned char *nl = memchr(p + st->scanned, '\n', have - st->scanned);
     size_t len;
