@@ -11,6 +11,8 @@
 
 #include <errno.h>
 
+#include "nbio/api.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -70,11 +72,11 @@ enum nbio_error_code {
 
 /** Returns a short lowercase description of err ("closed by peer",
  *  "connection refused"); static storage. Works for any -errno. */
-const char *nbio_strerror(int err);
+NBIO_API const char *nbio_strerror(int err);
 
 /** Returns the symbolic name of err ("NBIO_EPEERCLOSED", "NBIO_ECONNREFUSED",
  *  "NBIO_E?" for an unknown code); static storage. */
-const char *nbio_errname(int err);
+NBIO_API const char *nbio_errname(int err);
 
 #ifdef __cplusplus
 }

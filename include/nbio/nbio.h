@@ -24,16 +24,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "nbio/api.h"
 #include "nbio/errors.h"
 
 #ifdef __cplusplus
 extern "C" {
-#endif
-
-#if defined(__GNUC__) && !defined(NBIO_STATIC_ONLY)
-#define NBIO_API __attribute__((visibility("default")))
-#else
-#define NBIO_API
 #endif
 
 #define NBIO_VERSION_MAJOR 0

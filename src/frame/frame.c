@@ -344,8 +344,8 @@ static int frame_fd(const nbio_session *s)
 static unsigned frame_interest(const nbio_session *s)
 {
     const nbio__frame *f = (const nbio__frame *)s;
-    if (f->inner_eof)
-        return NBIO_READY;
+    if (f->inner_eof && s->error == 0)
+        return NBIO_READY; /* the end of the stream is still to be reported */
     size_t start = f->rstart + f->handed_out;
     nbio_frame_info info = {0, 0, 0, 0};
     if (f->st->decode(f->st, f->rbuf + start, f->rend - start, 0, false, f->opt.max_frame,

@@ -218,6 +218,8 @@ static int mock_fd(const nbio_session *s)
 static unsigned mock_interest(const nbio_session *s)
 {
     const nbio__mock *m = (const nbio__mock *)s;
+    if (s->error != 0) /* the read side ended: only writes are left */
+        return 0;
     return (m->in.len > 0 || m->eof || s->state == NBIO_ESTABLISHING) ? NBIO_READY
                                                                        : NBIO_WANT_READ;
 }

@@ -144,6 +144,8 @@ static unsigned pair_interest(const nbio_session *s)
 {
     nbio__pair_end *e = (nbio__pair_end *)s;
     pair_dir *d = rx(e);
+    if (s->error != 0) /* the read side ended: only writes are left */
+        return 0;
     return (d->q.len > 0 || d->shut || d->gone) ? NBIO_READY : NBIO_WANT_READ;
 }
 

@@ -210,8 +210,11 @@ static void test_eof_between_frames_is_clean(void **state)
     assert_memory_equal(out.data, "x", 1);
     assert_int_equal(nbio_read(f, &out), NBIO_DATA);
     assert_memory_equal(out.data, "y", 1);
+    assert_true(nbio_interest(f) & NBIO_READY); /* the close is still to be seen */
     assert_int_equal(nbio_read(f, &out), NBIO_EPEERCLOSED);
     assert_int_equal(nbio_status(f), NBIO_TERMINATED);
+    /* reported: a half-closed session that still writes must not look ready */
+    assert_false(nbio_interest(f) & NBIO_READY);
     nbio_free(f);
 }
 
