@@ -250,8 +250,6 @@ static void check_decode(const config *c, const nbio_mock_step *steps, bool erro
     int again = nbio_read(s, &out);
     if (again != r)
         FAIL("%s: a read after %s returned %s", c->st->name, nbio_errname(r), nbio_errname(again));
-    if (!(nbio_interest(s) & NBIO_READY))
-        FAIL("%s: a terminated session does not report NBIO_READY", c->st->name);
     nbio_free(s);
     free(ref);
 }
