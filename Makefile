@@ -20,6 +20,8 @@ FUZZ_SECONDS   ?= 20
 ASAN_ENV = ASAN_OPTIONS=detect_leaks=1 \
            UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 
+MAKEFLAGS += --no-print-directory
+
 .PHONY: all deps build build-asan run test test-release test-asan bench clean
 
 all: build
