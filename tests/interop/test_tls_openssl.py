@@ -217,7 +217,10 @@ def main():
         c = subprocess.run([peer, "client", "127.0.0.1:%d" % port, "--cacert", P("ca.pem"),
                             "--mode", "lines", "--frames", "10"],
                            capture_output=True, text=True, timeout=60)
-        check(c.returncode == 1 and "error NBIO_ETLS" in c.stdout and "alert" in c.stdout,
+        # TLS 1.3: the alert comes after our handshake completed; a write may
+        # meet the closed socket first (reset by peer)
+        check(c.returncode == 1 and (("error NBIO_ETLS" in c.stdout and "alert" in c.stdout) or
+                                     "error NBIO_ECONNRESET" in c.stdout),
               "s_server refuses our client without a certificate: " + c.stdout.strip().splitlines()[-1],
               c.stdout)
         s.kill()

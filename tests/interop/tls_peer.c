@@ -101,7 +101,7 @@ static void write_file(const char *dir, const char *name, const char *text)
 
 static int gencert(const char *dir)
 {
-    char *cc, *ck, *sc, *sk, *kc, *kk;
+    char *cc = NULL, *ck = NULL, *sc = NULL, *sk = NULL, *kc = NULL, *kk = NULL;
     nbio_tls_cert_spec ca = {"tls_peer CA", NULL, -1, 2, true, false, NULL, NULL};
     if (nbio_tls_make_cert(&ca, &cc, &ck) != 0)
         die("gencert", "CA");
