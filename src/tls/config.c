@@ -322,6 +322,7 @@ static int setup(nbio_tls_config *cfg, const nbio_tls_options *o, char *detail, 
     }
     cfg->write_buffer_size = o->write_buffer_size ? o->write_buffer_size : 65536;
     cfg->read_buffer_size = o->read_buffer_size ? o->read_buffer_size : 16384;
+    cfg->release_buffers = o->release_buffers;
     if (cfg->read_buffer_size > INT_MAX)
         cfg->read_buffer_size = INT_MAX;
     return 0;

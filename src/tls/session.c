@@ -441,8 +441,13 @@ static int tls_read(nbio_session *s, nbio_buf *out)
     long n = decrypt_into(t, t->rbuf, t->cfg->read_buffer_size);
     if (n < 0)
         return (int)n;
-    if (n == 0)
+    if (n == 0) {
+        if (t->cfg->release_buffers) { /* nothing handed out lives in it now */
+            free(t->rbuf);
+            t->rbuf = NULL;
+        }
         return t->io_moved ? NBIO_ACTIVE : NBIO_IDLE;
+    }
     out->data = t->rbuf;
     out->len = (size_t)n;
     return NBIO_DATA;

@@ -18,6 +18,7 @@ struct nbio_tls_config {
     unsigned alpn_len;
     size_t write_buffer_size;
     size_t read_buffer_size;
+    bool release_buffers;    /* free idle buffers (OpenSSL's and ours) */
 };
 
 /* Formats the errors in OpenSSL's thread error queue (and clears it) into

@@ -121,6 +121,27 @@ static void test_pending_rest_from_moving_buffers(void **state)
     nbio_free(s);
 }
 
+/* Released buffers come back on the next burst; data stays exact. */
+static void test_release_buffers(void **state)
+{
+    (void)state;
+    nbio_tls_options o;
+    nbio_tls_options_init(&o);
+    o.release_buffers = true;
+    nbio_session *c, *s;
+    tt_pair(&c, &s, 0, 7, 0, tt_client_cfg(&o), "localhost", tt_server_cfg(&o));
+    tt_handshake(c, s);
+    for (uint32_t round = 0; round < 5; round++) {
+        tt_exchange(c, s, 40000, 20 + round);
+        tt_exchange(s, c, 3000, 30 + round);
+        nbio_buf out;
+        assert_int_equal(nbio_read(c, &out), NBIO_IDLE); /* idle: buffers go */
+        assert_int_equal(nbio_read(s, &out), NBIO_IDLE);
+    }
+    nbio_free(c);
+    nbio_free(s);
+}
+
 /* Writes before the handshake completes are pending with the buffer
  * untouched; reads while establishing are ACTIVE/IDLE. */
 static void test_write_while_establishing(void **state)
@@ -599,6 +620,7 @@ int main(void)
         cmocka_unit_test(test_handshake_one_byte_at_a_time),
         cmocka_unit_test(test_tls12_handshake_and_transfer),
         cmocka_unit_test(test_pending_rest_from_moving_buffers),
+        cmocka_unit_test(test_release_buffers),
         cmocka_unit_test(test_write_while_establishing),
         cmocka_unit_test(test_framing_over_tls),
         cmocka_unit_test(test_close_notify_is_clean_close),
