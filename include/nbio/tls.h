@@ -148,9 +148,9 @@ typedef struct nbio_tls_config nbio_tls_config;
  * certificate, so NULL fails for it).
  * Returns 0 with *out set (reference count 1), or a negative error with *out
  * NULL and, when detail is not NULL, a message in detail (e.g. "cannot load
- * certificate chain from cert.pem: no such file"): NBIO_EINVAL for
- * inconsistent options, NBIO_ETLS when OpenSSL rejects a file or setting,
- * NBIO_ENOMEM.
+ * certificate chain from cert.pem: ..."): NBIO_EINVAL for inconsistent
+ * options, NBIO_ENOENT / NBIO_EACCES for a file that cannot be read,
+ * NBIO_ETLS when OpenSSL rejects a file or setting, NBIO_ENOMEM.
  */
 NBIO_API int nbio_tls_config_new(nbio_tls_config **out, nbio_tls_role role,
                                  const nbio_tls_options *opt, char *detail, size_t detail_len);
