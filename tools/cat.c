@@ -9,6 +9,7 @@
 
 #include "cli.h"
 #include "nbio/tcp.h"
+#include "nbio/tls.h"
 
 #define STDIN_CHUNK 65536
 #define READS_PER_LOOP 64
@@ -34,8 +35,10 @@ static void cat_help(void)
            "\n"
            "Connects to HOST:PORT ([v6]:PORT, a name, or a Unix socket PATH containing\n"
            "'/'), sends standard input and prints what comes back. At the end of\n"
-           "input it half-closes the connection and keeps printing until the peer\n"
-           "closes, then exits 0. Errors go to standard error with exit status 1.\n"
+           "input it half-closes the connection (with TLS: close_notify) and keeps\n"
+           "printing until the peer closes, then exits 0. Errors go to standard\n"
+           "error with exit status 1; with TLS, a peer that closes without\n"
+           "close_notify (NBIO_ETLSTRUNCATED) is an error too.\n"
            "\n"
            "Options:\n"
            "  --framing NAME      none (raw bytes, default), u64, u32, u16 or line:\n"
@@ -43,7 +46,24 @@ static void cat_help(void)
            "                      frame, and each frame received is printed followed by\n"
            "                      a newline\n"
            "  --max-frame BYTES   largest frame sent or accepted (default 64M)\n"
-           "  -h, --help          show this help\n");
+           "  --tls               speak TLS (framing runs over it). The server's\n"
+           "                      certificate is verified against the system trust\n"
+           "                      store (or --cacert) and the host name in the address\n"
+           "                      (or --servername)\n"
+           "  --cacert FILE       trust the CA certificates in this PEM file instead of\n"
+           "                      the system store\n"
+           "  --servername NAME   the name to send as SNI and to verify the certificate\n"
+           "                      against (default: the host in HOST:PORT; required for\n"
+           "                      a Unix socket PATH unless --insecure)\n"
+           "  --cert FILE         client certificate (PEM) for mutual TLS; needs --key\n"
+           "  --key FILE          the PEM private key of --cert\n"
+           "  --insecure          UNSAFE: do not verify the server's certificate or name.\n"
+           "                      The connection is encrypted but not authenticated:\n"
+           "                      anyone on the path can read and change it. For tests\n"
+           "                      with throwaway certificates only\n"
+           "  -h, --help          show this help\n"
+           "\n"
+           "The TLS options other than --tls are a usage error without --tls.\n");
 }
 
 static int fail(cat_state *st, int err)
@@ -243,6 +263,9 @@ int cli_cat(int argc, char **argv)
     const char *cmd = "cat";
     cli_args a = {argc, argv, 1, cmd};
     const char *target = NULL, *v = NULL;
+    bool tls = false, insecure = false;
+    const char *cacert = NULL, *servername = NULL, *cert = NULL, *key = NULL;
+    const char *tls_option = NULL; /* the first TLS option seen, for messages */
     cat_state st;
     memset(&st, 0, sizeof st);
     st.max_frame = (size_t)64 << 20;
@@ -256,6 +279,31 @@ int cli_cat(int argc, char **argv)
         } else if (cli_option(&a, "--max-frame", &v)) {
             if (v == NULL || !cli_size(cmd, "--max-frame", v, &st.max_frame))
                 return CLI_EXIT_USAGE;
+        } else if (cli_flag(&a, "--tls")) {
+            tls = true;
+        } else if (cli_flag(&a, "--insecure")) {
+            insecure = true;
+            tls_option = tls_option ? tls_option : "--insecure";
+        } else if (cli_option(&a, "--cacert", &v)) {
+            if (v == NULL)
+                return CLI_EXIT_USAGE;
+            cacert = v;
+            tls_option = tls_option ? tls_option : "--cacert";
+        } else if (cli_option(&a, "--servername", &v)) {
+            if (v == NULL)
+                return CLI_EXIT_USAGE;
+            servername = v;
+            tls_option = tls_option ? tls_option : "--servername";
+        } else if (cli_option(&a, "--cert", &v)) {
+            if (v == NULL)
+                return CLI_EXIT_USAGE;
+            cert = v;
+            tls_option = tls_option ? tls_option : "--cert";
+        } else if (cli_option(&a, "--key", &v)) {
+            if (v == NULL)
+                return CLI_EXIT_USAGE;
+            key = v;
+            tls_option = tls_option ? tls_option : "--key";
         } else if (strcmp(argv[a.i], "--") == 0) {
             a.i++;
             break;
@@ -275,9 +323,37 @@ int cli_cat(int argc, char **argv)
     }
     if (target == NULL)
         return cli_usage_error(cmd, "missing HOST:PORT or socket path");
+    if (!tls && tls_option != NULL)
+        return cli_usage_error(cmd, "%s is a TLS option: add --tls", tls_option);
+    if ((cert == NULL) != (key == NULL))
+        return cli_usage_error(cmd, "--cert and --key go together");
+    if (insecure && cacert != NULL)
+        return cli_usage_error(cmd, "--insecure verifies nothing, so --cacert makes no sense with it");
+    if (tls && !insecure && servername == NULL && cli_is_unix_path(target))
+        return cli_usage_error(cmd, "--servername NAME is needed to verify a server on a Unix socket");
 
-    nbio_session *s = cli_is_unix_path(target) ? nbio_unix_connect(target, NULL)
-                                               : nbio_tcp_connect(target, NULL);
+    nbio_session *s;
+    if (tls) {
+        nbio_tls_options o;
+        nbio_tls_options_init(&o);
+        o.ca_file = cacert;
+        o.cert_file = cert;
+        o.key_file = key;
+        o.insecure_skip_verify = insecure;
+        nbio_tls_config *cfg = NULL;
+        char err[400];
+        int r = nbio_tls_config_new(&cfg, NBIO_TLS_CLIENT, &o, err, sizeof err);
+        if (r < 0) {
+            fprintf(stderr, "nbio cat: %s: %s\n", nbio_errname(r), err[0] ? err : nbio_strerror(r));
+            return CLI_EXIT_FAIL;
+        }
+        /* verifies the host part of target, or servername, and sends it as SNI */
+        s = nbio_tls_connect(target, cfg, servername, NULL);
+        nbio_tls_config_unref(cfg); /* the session holds its own reference */
+    } else {
+        s = cli_is_unix_path(target) ? nbio_unix_connect(target, NULL)
+                                     : nbio_tcp_connect(target, NULL);
+    }
     if (s != NULL && st.framing != NULL) {
         nbio_frame_options fo;
         nbio_frame_options_init(&fo);

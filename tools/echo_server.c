@@ -38,6 +38,7 @@ struct echo_server {
     char address[128];
     const nbio_frame_strategy *framing;
     nbio_frame_options fopt;
+    nbio_tls_config *tls; /* our reference; NULL: plaintext */
     FILE *log;
     const char *prefix;
     unsigned long next_id;
@@ -55,6 +56,8 @@ echo_server *echo_server_open(const echo_server_config *cfg, char *err, size_t e
         return NULL;
     }
     srv->framing = cfg->framing;
+    if (cfg->tls != NULL)
+        srv->tls = nbio_tls_config_ref(cfg->tls);
     nbio_frame_options_init(&srv->fopt);
     if (cfg->max_frame > 0)
         srv->fopt.max_frame = cfg->max_frame;
@@ -104,8 +107,11 @@ static void remove_client(echo_server *srv, size_t i)
 static void drop_client(echo_server *srv, size_t i, int err)
 {
     echo_client *c = srv->clients[i];
-    fprintf(srv->log, "%s: dropped client %s: %s: %s\n", srv->prefix, c->name,
-            nbio_errname(err), nbio_detail(c->s)[0] ? nbio_detail(c->s) : nbio_strerror(err));
+    const char *what = srv->tls != NULL && !nbio_tls_handshake_done(c->s)
+                           ? "TLS handshake failed, dropped client"
+                           : "dropped client";
+    fprintf(srv->log, "%s: %s %s: %s: %s\n", srv->prefix, what, c->name, nbio_errname(err),
+            nbio_detail(c->s)[0] ? nbio_detail(c->s) : nbio_strerror(err));
     fflush(srv->log);
     remove_client(srv, i);
 }
@@ -131,7 +137,9 @@ static int add_client(echo_server *srv, nbio_session *s)
     if (nbio_peer_address(s, peer, sizeof peer) < 0 || peer[0] == '\0')
         snprintf(peer, sizeof peer, "%s", nbio_kind(s));
     snprintf(c->name, sizeof c->name, "#%lu (%s)", ++srv->next_id, peer);
-    if (srv->framing != NULL)
+    if (srv->tls != NULL)
+        s = nbio_tls_server(s, srv->tls); /* takes s, also on failure */
+    if (s != NULL && srv->framing != NULL)
         s = nbio_frame_new(s, srv->framing, &srv->fopt); /* takes s, also on failure */
     if (s == NULL) {
         free(c);
@@ -347,6 +355,7 @@ void echo_server_free(echo_server *srv)
     free(srv->clients);
     free(srv->pfd);
     nbio_free(srv->listener);
+    nbio_tls_config_unref(srv->tls);
     free(srv);
 }
 
@@ -369,7 +378,16 @@ static void echo_server_help(void)
            "                      a client sending a larger one is dropped\n"
            "  --idle spin|wait    spin: busy-poll, lowest latency (default);\n"
            "                      wait: sleep in poll() when nothing happens\n"
-           "  -h, --help          show this help\n");
+           "  --tls-cert FILE     serve TLS with this PEM certificate chain (leaf\n"
+           "                      first); needs --tls-key. Framing runs over TLS\n"
+           "  --tls-key FILE      the PEM private key of --tls-cert\n"
+           "  --tls-client-ca FILE  require a client certificate signed by a CA in\n"
+           "                      this PEM file (mutual TLS); needs --tls-cert\n"
+           "  -h, --help          show this help\n"
+           "\n"
+           "A client whose TLS handshake fails is reported in one line on standard\n"
+           "error and dropped; the other clients go on. A certificate or key that\n"
+           "cannot be loaded is reported before listening, with exit status 1.\n");
 }
 
 int cli_echo_server(int argc, char **argv)
@@ -380,6 +398,7 @@ int cli_echo_server(int argc, char **argv)
     const nbio_frame_strategy *framing = NULL;
     size_t max_frame = 0;
     bool wait = false;
+    const char *tls_cert = NULL, *tls_key = NULL, *tls_client_ca = NULL;
     while (a.i < argc) {
         if (cli_flag(&a, "--help") || cli_flag(&a, "-h")) {
             echo_server_help();
@@ -403,6 +422,18 @@ int cli_echo_server(int argc, char **argv)
                 wait = true;
             else
                 return cli_usage_error(cmd, "--idle wants spin or wait, not '%s'", v);
+        } else if (cli_option(&a, "--tls-cert", &v)) {
+            if (v == NULL)
+                return CLI_EXIT_USAGE;
+            tls_cert = v;
+        } else if (cli_option(&a, "--tls-key", &v)) {
+            if (v == NULL)
+                return CLI_EXIT_USAGE;
+            tls_key = v;
+        } else if (cli_option(&a, "--tls-client-ca", &v)) {
+            if (v == NULL)
+                return CLI_EXIT_USAGE;
+            tls_client_ca = v;
         } else if (argv[a.i][0] == '-') {
             return cli_usage_error(cmd, "unknown option '%s'", argv[a.i]);
         } else {
@@ -411,11 +442,36 @@ int cli_echo_server(int argc, char **argv)
     }
     if (listen == NULL)
         return cli_usage_error(cmd, "--listen HOST:PORT is required");
+    if ((tls_cert == NULL) != (tls_key == NULL))
+        return cli_usage_error(cmd, "--tls-cert and --tls-key go together");
+    if (tls_client_ca != NULL && tls_cert == NULL)
+        return cli_usage_error(cmd, "--tls-client-ca needs --tls-cert and --tls-key");
+
+    char err[400];
+    nbio_tls_config *tls = NULL;
+    if (tls_cert != NULL) {
+        /* One configuration for every connection, made before listening so
+         * that a bad file is reported at once. */
+        nbio_tls_options o;
+        nbio_tls_options_init(&o);
+        o.cert_file = tls_cert;
+        o.key_file = tls_key;
+        if (tls_client_ca != NULL) {
+            o.ca_file = tls_client_ca;
+            o.verify = NBIO_TLS_VERIFY_REQUIRED;
+        }
+        int r = nbio_tls_config_new(&tls, NBIO_TLS_SERVER, &o, err, sizeof err);
+        if (r < 0) {
+            fprintf(stderr, "nbio echo-server: %s: %s\n", nbio_errname(r),
+                    err[0] ? err : nbio_strerror(r));
+            return CLI_EXIT_FAIL;
+        }
+    }
 
     cli_install_stop_handlers();
-    echo_server_config cfg = {listen, framing, max_frame, stderr, "nbio echo-server"};
-    char err[400];
+    echo_server_config cfg = {listen, framing, max_frame, stderr, "nbio echo-server", tls};
     echo_server *srv = echo_server_open(&cfg, err, sizeof err);
+    nbio_tls_config_unref(tls); /* the server holds its own reference */
     if (srv == NULL) {
         fprintf(stderr, "nbio echo-server: %s\n", err);
         return CLI_EXIT_FAIL;

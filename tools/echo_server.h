@@ -7,6 +7,10 @@
  * backpressure: nothing more is read from a client while its previous echo
  * is still pending, so memory per client stays bounded by the session's
  * buffers plus one payload.
+ *
+ * With TLS, one configuration is shared by every connection. A client whose
+ * handshake fails (or that fails later) is reported in one line on the log
+ * and dropped; the other clients are not affected.
  */
 #ifndef NBIO_TOOLS_ECHO_SERVER_H
 #define NBIO_TOOLS_ECHO_SERVER_H
@@ -15,6 +19,7 @@
 #include <stdio.h>
 
 #include "nbio/frame.h"
+#include "nbio/tls.h"
 
 typedef struct echo_server_config {
     const char *listen;                 /* "HOST:PORT" or a Unix socket path */
@@ -22,6 +27,11 @@ typedef struct echo_server_config {
     size_t max_frame;                   /* 0: the framing default */
     FILE *log;                          /* dropped clients are reported here */
     const char *log_prefix;             /* e.g. "nbio echo-server" */
+    /* A TLS server configuration (NBIO_TLS_SERVER), or NULL for plaintext.
+     * Every accepted connection is wrapped in nbio_tls_server(accepted, tls),
+     * framing (if any) on top. The server takes its own reference, so the
+     * caller may drop its one after echo_server_open(). */
+    nbio_tls_config *tls;
 } echo_server_config;
 
 typedef struct echo_server echo_server;
