@@ -246,8 +246,23 @@ static int frame_write(nbio_session *s, nbio_buf *buf)
     if (buf->len > f->opt.max_frame)
         return nbio__fail(s, NBIO_ETOOLARGE, "cannot write a %zu-byte frame: the limit is %zu",
                           buf->len, f->opt.max_frame);
-    unsigned char hdr[HDR_MAX];
     size_t hl = 0, tl = 0;
+    if (f->wcap - f->wend >= f->st->max_header + buf->len + f->st->max_trailer) {
+        /* The common case: room to encode in place, one copy of the payload. */
+        unsigned char *h = f->wbuf + f->wend;
+        r = f->st->encode(f->st, buf->data, buf->len, h, &hl, f->trl, &tl);
+        if (r < 0)
+            return nbio__fail(s, r, "cannot encode a %zu-byte %s frame: %s", buf->len,
+                              f->st->name, nbio_strerror(r));
+        memcpy(h + hl, buf->data, buf->len);
+        if (tl > 0)
+            memcpy(h + hl + buf->len, f->trl, tl);
+        f->wend += hl + buf->len + tl;
+        buf->data = (const char *)buf->data + buf->len;
+        buf->len = 0;
+        return NBIO_DONE;
+    }
+    unsigned char hdr[HDR_MAX];
     r = f->st->encode(f->st, buf->data, buf->len, hdr, &hl, f->trl, &tl);
     if (r < 0)
         return nbio__fail(s, r, "cannot encode a %zu-byte %s frame: %s", buf->len, f->st->name,
