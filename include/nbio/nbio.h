@@ -90,7 +90,10 @@ NBIO_API int nbio_drive(nbio_session *s);
  * Reads the next payload without blocking.
  * Returns NBIO_DATA with *out set to one payload (bytes for byte sessions, a
  * whole frame for message sessions); out->data points into the session's
- * buffer and stays valid until the next call on this session (any verb).
+ * buffer and stays valid until the next nbio_read() or nbio_free() of this
+ * session. Writes, drives, flushes and closes leave it alone, so a payload
+ * can be written back (echoed) straight from it, also when that write goes
+ * pending and its rest is resubmitted before the next read.
  * Returns NBIO_ACTIVE when bytes arrived but no payload is complete yet,
  * NBIO_IDLE when nothing arrived, or a negative error. A clean end of stream
  * from the peer is NBIO_EPEERCLOSED, returned only once every buffered
