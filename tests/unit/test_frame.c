@@ -576,6 +576,41 @@ static void test_frames_over_one_byte_pair(void **state)
     nbio_free(b);
 }
 
+/* A payload stays valid until the next read: it can be echoed straight from
+ * the read buffer, also when the echo is streamed and goes pending. */
+static void test_echo_from_the_read_buffer(void **state)
+{
+    (void)state;
+    enum { N = 5000 };
+    unsigned char *src = malloc(N + 4);
+    src[0] = 0, src[1] = 0, src[2] = N >> 8, src[3] = N & 0xff;
+    tu_pattern(src + 4, N, 11);
+    nbio_mock_options mo = {.write_chunk = 100};
+    nbio_session *m = nbio_mock_new(&mo);
+    nbio_mock_feed(m, src, N + 4);
+    nbio_frame_options fo;
+    nbio_frame_options_init(&fo);
+    fo.write_buffer_size = 1024; /* the echo is larger: streamed from the payload */
+    nbio_session *f = nbio_frame_new(m, &nbio_frame_u32be, &fo);
+    nbio_buf in;
+    assert_int_equal(nbio_read(f, &in), NBIO_DATA);
+    nbio_buf echo = in;
+    int r, pendings = 0;
+    while ((r = nbio_write(f, &echo)) == NBIO_PENDING) {
+        pendings++;
+        assert_ok_outcome(nbio_drive(f));
+    }
+    assert_int_equal(r, NBIO_DONE);
+    assert_true(pendings > 0);
+    assert_int_equal(nbio_flush(f, 1000), NBIO_DONE);
+    size_t len;
+    const void *out = nbio_mock_output(m, &len);
+    assert_int_equal(len, N + 4);
+    assert_memory_equal(out, src, N + 4);
+    nbio_free(f);
+    free(src);
+}
+
 static void test_strategy_lookup(void **state)
 {
     (void)state;
@@ -601,6 +636,7 @@ int main(void)
         cmocka_unit_test(test_close_flushes_then_goodbye),
         cmocka_unit_test(test_slow_consumer_over_tcp),
         cmocka_unit_test(test_frames_over_one_byte_pair),
+        cmocka_unit_test(test_echo_from_the_read_buffer),
         cmocka_unit_test(test_strategy_lookup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
