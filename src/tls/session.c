@@ -4,7 +4,7 @@
  * A custom BIO moves ciphertext: reads come from the wrapped session through
  * nbio__read_into(), writes go to it through nbio__writev(). The BIO's write
  * never asks OpenSSL to retry: what the wrapped session does not take is
- * queued here (t->out) and sent on the next call. So SSL_write() always
+ * queued here (t->outq) and sent on the next call. So SSL_write() always
  * finishes what it was given, the caller's buffer is advanced past exactly
  * those bytes, and OpenSSL's "retry with the same buffer" rule never applies.
  * Plaintext writes are refused (NBIO_PENDING) while the queue is over
@@ -22,6 +22,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include "core/bytes.h"
 #include "core/session.h"
 #include "tls/tls_internal.h"
 
@@ -38,9 +39,8 @@ typedef struct nbio__tls {
     bool io_moved;     /* the BIO moved bytes during the current call */
     bool read_starved; /* the last SSL_read wanted more ciphertext */
     int io_err;        /* an error of the wrapped session, seen by the BIO */
-    /* ciphertext the wrapped session did not take yet: out[out_off, out_off+out_len) */
-    unsigned char *out;
-    size_t out_off, out_len, out_cap;
+    /* ciphertext the wrapped session did not take yet */
+    nbio__bytes outq;
     /* plaintext accepted from the caller that SSL_write must be retried with
      * (only when OpenSSL wants to read first: a renegotiation someone forced
      * through nbio_tls_ssl(); ours are refused) */
@@ -55,29 +55,6 @@ static const nbio__vtable tls_vtable;
 
 /* ---- the BIO ---------------------------------------------------------- */
 
-static int queue_append(nbio__tls *t, const void *p, size_t n)
-{
-    if (t->out_off + t->out_len + n > t->out_cap) {
-        if (t->out_off > 0) {
-            memmove(t->out, t->out + t->out_off, t->out_len);
-            t->out_off = 0;
-        }
-        if (t->out_len + n > t->out_cap) {
-            size_t cap = t->out_cap ? t->out_cap : 4096;
-            while (cap < t->out_len + n)
-                cap *= 2;
-            unsigned char *q = realloc(t->out, cap);
-            if (q == NULL)
-                return NBIO_ENOMEM;
-            t->out = q;
-            t->out_cap = cap;
-        }
-    }
-    memcpy(t->out + t->out_off + t->out_len, p, n);
-    t->out_len += n;
-    return 0;
-}
-
 static int bio_write_ex(BIO *b, const char *src, size_t len, size_t *written)
 {
     nbio__tls *t = BIO_get_data(b);
@@ -91,7 +68,7 @@ static int bio_write_ex(BIO *b, const char *src, size_t len, size_t *written)
         return 1;
     }
     size_t off = 0;
-    if (t->out_len == 0 && in->state != NBIO_ESTABLISHING) {
+    if (t->outq.len == 0 && in->state != NBIO_ESTABLISHING) {
         struct iovec iov = {(void *)src, len};
         long n = nbio__writev(in, &iov, 1);
         if (n < 0) {
@@ -102,7 +79,7 @@ static int bio_write_ex(BIO *b, const char *src, size_t len, size_t *written)
             t->io_moved = true;
         off = (size_t)n;
     }
-    if (off < len && queue_append(t, src + off, len - off) != 0) {
+    if (off < len && nbio__bytes_append(&t->outq, src + off, len - off) != 0) {
         t->io_err = NBIO_ENOMEM;
         return 0;
     }
@@ -171,10 +148,10 @@ static void make_bio_method(void)
 static int flush_out(nbio__tls *t, bool *moved)
 {
     nbio_session *in = t->base.inner;
-    while (t->out_len > 0) {
+    while (t->outq.len > 0) {
         if (in->state == NBIO_ESTABLISHING)
             return NBIO_PENDING;
-        struct iovec iov = {t->out + t->out_off, t->out_len};
+        struct iovec iov = {(void *)nbio__bytes_peek(&t->outq), t->outq.len};
         long n = nbio__writev(in, &iov, 1);
         if (n < 0)
             return nbio__fail_from(&t->base, in, (int)n);
@@ -182,15 +159,10 @@ static int flush_out(nbio__tls *t, bool *moved)
             return NBIO_PENDING;
         if (moved != NULL)
             *moved = true;
-        t->out_off += (size_t)n;
-        t->out_len -= (size_t)n;
+        nbio__bytes_consume(&t->outq, (size_t)n);
     }
-    t->out_off = 0;
-    if (t->out_cap > 4 * RECORD_MAX) { /* a burst grew it: give it back */
-        free(t->out);
-        t->out = NULL;
-        t->out_cap = 0;
-    }
+    if (t->outq.cap > 4 * RECORD_MAX) /* a burst grew it: give it back */
+        nbio__bytes_free(&t->outq);
     return NBIO_DONE;
 }
 
@@ -249,13 +221,12 @@ static int tls_fail(nbio__tls *t, int ssl_err)
     }
     /* Best effort, as far as the transport takes it now: let the peer see
      * the alert OpenSSL queued. */
-    while (t->out_len > 0 && nbio__can_write(s->inner) && !s->inner->write_closed) {
-        struct iovec iov = {t->out + t->out_off, t->out_len};
+    while (t->outq.len > 0 && nbio__can_write(s->inner) && !s->inner->write_closed) {
+        struct iovec iov = {(void *)nbio__bytes_peek(&t->outq), t->outq.len};
         long n = nbio__writev(s->inner, &iov, 1);
         if (n <= 0)
             break;
-        t->out_off += (size_t)n;
-        t->out_len -= (size_t)n;
+        nbio__bytes_consume(&t->outq, (size_t)n);
     }
     return r;
 }
@@ -337,7 +308,7 @@ static long decrypt_into(nbio__tls *t, void *dst, size_t cap)
         if (f < 0)
             return f;
     }
-    if (t->out_len > 0) { /* alerts, key updates OpenSSL wrote meanwhile */
+    if (t->outq.len > 0) { /* alerts, key updates OpenSSL wrote meanwhile */
         int f = flush_out(t, NULL);
         if (f < 0)
             return f;
@@ -391,7 +362,7 @@ static int retry_stash(nbio__tls *t)
 /* True when n more plaintext bytes may be encrypted now. */
 static bool may_accept(const nbio__tls *t, size_t n)
 {
-    return t->stash_len == 0 && (t->out_len == 0 || t->out_len + n <= t->cfg->write_buffer_size);
+    return t->stash_len == 0 && (t->outq.len == 0 || t->outq.len + n <= t->cfg->write_buffer_size);
 }
 
 /* ---- the vtable --------------------------------------------------------- */
@@ -418,7 +389,7 @@ static long tls_read_into(nbio_session *s, void *dst, size_t cap)
         if (r < 0 || s->state == NBIO_ESTABLISHING)
             return r < 0 ? r : NBIO_IDLE;
     }
-    if (t->out_len > 0) {
+    if (t->outq.len > 0) {
         int f = flush_out(t, NULL);
         if (f < 0)
             return f;
@@ -433,7 +404,7 @@ static int tls_read(nbio_session *s, nbio_buf *out)
         return establish(t);
     if (t->rbuf == NULL && (t->rbuf = malloc(t->cfg->read_buffer_size)) == NULL)
         return nbio__fail(s, NBIO_ENOMEM, "TLS read buffer: out of memory");
-    if (t->out_len > 0) {
+    if (t->outq.len > 0) {
         int f = flush_out(t, NULL);
         if (f < 0)
             return f;
@@ -570,17 +541,7 @@ static int tls_flush(nbio_session *s)
 static int tls_shutdown(nbio_session *s)
 {
     nbio__tls *t = (nbio__tls *)s;
-    if (s->state == NBIO_ESTABLISHING) {
-        int r = establish(t);
-        if (r < 0)
-            return r;
-        if (s->state == NBIO_ESTABLISHING)
-            return NBIO_PENDING;
-    }
-    int r = retry_stash(t);
-    if (r != NBIO_DONE)
-        return r;
-    r = flush_out(t, NULL);
+    int r = tls_flush(s); /* everything accepted goes before close_notify */
     if (r != NBIO_DONE)
         return r;
     if (!t->close_sent) {
@@ -605,7 +566,7 @@ static void tls_free(nbio_session *s)
     SSL_free(t->ssl); /* also frees the BIO */
     nbio_tls_config_unref(t->cfg);
     nbio_free(s->inner);
-    free(t->out);
+    nbio__bytes_free(&t->outq);
     free(t->rbuf);
     free(t->stash);
     free(t->host);
@@ -629,7 +590,7 @@ static unsigned tls_interest(const nbio_session *s)
                               (!t->read_starved && SSL_has_pending(t->ssl))))
         return NBIO_READY;
     unsigned w = nbio_interest(s->inner);
-    if (t->out_len > 0)
+    if (t->outq.len > 0)
         w |= NBIO_WANT_WRITE;
     return w;
 }
