@@ -357,7 +357,7 @@ def test_cat(nbio, d):
 
     r = cat(nbio, ["--tls", "--cacert", P("ca.pem"), "--servername", "wrong.example", dns.addr], b"x")
     err = r.stderr.decode(errors="replace")
-    check(r.returncode != 0, "wrong --servername fails")
+    check(r.returncode == 1, "wrong --servername fails with exit 1")
     check("NBIO_ECERTVERIFY" in err and "verify failed" in err and "hostname mismatch" in err,
           "stderr names the verify failure: %r" % err)
     check(r.stdout == b"", "nothing printed on a verify failure")
@@ -365,7 +365,7 @@ def test_cat(nbio, d):
 
     r = cat(nbio, ["--tls", "--cacert", P("ca.pem"), dns.addr], b"x")
     err = r.stderr.decode(errors="replace")
-    check(r.returncode != 0 and "IP address mismatch" in err,
+    check(r.returncode == 1 and "IP address mismatch" in err,
           "127.0.0.1 against a DNS-only certificate fails: %r" % err)
     step("no --servername, DNS-only certificate: " + err.strip())
 
@@ -373,11 +373,11 @@ def test_cat(nbio, d):
     ss = PyTlsEchoServer(d, cert="selfsigned")
     r = cat(nbio, ["--tls", ss.addr], b"x")
     err = r.stderr.decode(errors="replace")
-    check(r.returncode != 0 and "verify failed" in err and "self-signed" in err,
+    check(r.returncode == 1 and "verify failed" in err and "self-signed" in err,
           "self-signed without --cacert fails with the reason: %r" % err)
     step("self-signed, system trust store: " + err.strip())
     r = cat(nbio, ["--tls", "--cacert", P("ca.pem"), ss.addr], b"x")
-    check(r.returncode != 0 and b"verify failed" in r.stderr, "self-signed with the wrong CA fails")
+    check(r.returncode == 1 and b"verify failed" in r.stderr, "self-signed with the wrong CA fails")
     r = cat(nbio, ["--tls", "--insecure", ss.addr], b"insecure but encrypted\n")
     check(r.returncode == 0 and r.stdout == b"insecure but encrypted\n",
           "--insecure accepts the self-signed certificate: %r" % r.stderr)
