@@ -21,7 +21,9 @@ every subprocess killed at the end.
   (d) `nbio cat --tls --cert --key` against a Python server requiring a
       client certificate (and refused without one)
   (e) `nbio demo` runs its TLS step
-  plus option errors: TLS options without --tls, --tls-cert without
+  (f) nbio cat against nbio echo-server over a Unix socket: mutual TLS,
+      line framing, --servername
+  and option errors: TLS options without --tls, --tls-cert without
   --tls-key (exit 2), unreadable or mismatched certificate/key (exit 1).
 """
 import os
@@ -484,6 +486,28 @@ def test_option_errors(nbio, d):
         check(word in r.stdout, "echo-server --help mentions %r" % word)
 
 
+def test_nbio_to_nbio(nbio, d):
+    P = lambda n: os.path.join(d, n)  # noqa: E731
+    step("nbio cat --tls -> nbio echo-server --tls-*: Unix socket, mutual TLS, line framing")
+    sock = P("echo.sock")
+    srv = EchoServer(nbio, sock, "--framing", "line", "--idle", "wait", "--tls-cert", P("server.pem"),
+                     "--tls-key", P("server.key"), "--tls-client-ca", P("ca.pem"))
+    lines = b"".join(b"line %d %s\n" % (i, b"z" * (i * 37 % 5000)) for i in range(300))
+    r = cat(nbio, ["--tls", "--cacert", P("ca.pem"), "--servername", "localhost", "--cert",
+                   P("client.pem"), "--key", P("client.key"), "--framing", "line", sock], lines)
+    check(r.returncode == 0 and r.stdout == lines, "300 lines through both tools: rc %d, %d of %d "
+          "bytes, %r" % (r.returncode, len(r.stdout), len(lines), r.stderr))
+    r = cat(nbio, ["--tls", "--cacert", P("ca.pem"), "--servername", "localhost",
+                   "--framing", "line", sock], b"no cert\n")
+    check(r.returncode == 1 and r.stdout == b"", "without --cert: refused: %r" % r.stderr)
+    step("without --cert: " + r.stderr.decode(errors="replace").strip())
+    time.sleep(0.2)
+    lines = tls_lines(srv.stderr())
+    check(len(lines) == 1 and "TLS handshake failed" in lines[0], "one line for the refused client: %r"
+          % srv.stderr())
+    check(srv.stop() == 0 and not os.path.exists(sock), "echo-server exits 0 and removes its socket")
+
+
 def test_demo(nbio):
     step("(e) nbio demo")
     r = run_tool(nbio, ["demo"], timeout=60)
@@ -509,6 +533,7 @@ def run(nbio):
         test_mutual_tls(nbio, d)
         test_cat(nbio, d)
         test_cat_client_cert(nbio, d)
+        test_nbio_to_nbio(nbio, d)
         test_demo(nbio)
     finally:
         shutil.rmtree(d, ignore_errors=True)
