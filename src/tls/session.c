@@ -180,7 +180,9 @@ static int tls_fail(nbio__tls *t, int ssl_err)
     int r;
     unsigned long e = ERR_peek_error();
     int lib = ERR_GET_LIB(e), reason = ERR_GET_REASON(e);
-    if (t->io_err != 0) {
+    /* A transport error is the cause, unless the peer's end of stream came
+     * first: then a failed alert back (EPIPE) is only its consequence. */
+    if (t->io_err != 0 && !t->inner_eof) {
         ERR_clear_error();
         return nbio__fail_from(s, s->inner, t->io_err);
     }
@@ -195,6 +197,10 @@ static int tls_fail(nbio__tls *t, int ssl_err)
             return nbio__fail(s, NBIO_ETLS, "TLS handshake: connection closed by peer");
         return nbio__fail(s, NBIO_ETLSTRUNCATED,
                           "connection closed by peer without close_notify (possible truncation)");
+    }
+    if (t->io_err != 0) {
+        ERR_clear_error();
+        return nbio__fail_from(s, s->inner, t->io_err);
     }
     long vr = SSL_get_verify_result(t->ssl);
     if (lib == ERR_LIB_SSL && reason == SSL_R_CERTIFICATE_VERIFY_FAILED && vr != X509_V_OK) {
