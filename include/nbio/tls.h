@@ -134,6 +134,12 @@ typedef struct nbio_tls_options {
      *  66-70 KiB, at the price of allocations on every burst. Default false:
      *  no allocation on the hot path. */
     bool release_buffers;
+
+    /** Limit for establishing, counted from the session's creation and
+     *  including the wrapped session's connect: a peer that stalls the
+     *  handshake ends the session with NBIO_ETIMEDOUT. Default 10000 ms;
+     *  <= 0: no limit. */
+    int handshake_timeout_ms;
 } nbio_tls_options;
 
 /** Fills o with the defaults. */

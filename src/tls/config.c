@@ -23,6 +23,7 @@ void nbio_tls_options_init(nbio_tls_options *o)
     o->verify = NBIO_TLS_VERIFY_DEFAULT;
     o->write_buffer_size = 65536;
     o->read_buffer_size = 16384;
+    o->handshake_timeout_ms = 10000;
 }
 
 void nbio__tls_err_string(char *buf, size_t len, const char *fallback)
@@ -323,6 +324,7 @@ static int setup(nbio_tls_config *cfg, const nbio_tls_options *o, char *detail, 
     cfg->write_buffer_size = o->write_buffer_size ? o->write_buffer_size : 65536;
     cfg->read_buffer_size = o->read_buffer_size ? o->read_buffer_size : 16384;
     cfg->release_buffers = o->release_buffers;
+    cfg->handshake_timeout_ms = o->handshake_timeout_ms;
     if (cfg->read_buffer_size > INT_MAX)
         cfg->read_buffer_size = INT_MAX;
     return 0;

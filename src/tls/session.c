@@ -49,6 +49,7 @@ typedef struct nbio__tls {
     unsigned char *rbuf; /* plaintext handed out by nbio_read() */
     char *host;          /* client: the name verified (for details) */
     char *alpn;          /* negotiated ALPN protocol, NUL-terminated */
+    int64_t deadline;    /* handshake limit (monotonic ms), or -1 */
 } nbio__tls;
 
 static const nbio__vtable tls_vtable;
@@ -257,6 +258,10 @@ static int establish(nbio__tls *t)
 {
     nbio_session *s = &t->base, *in = s->inner;
     bool progress = false;
+    if (t->deadline >= 0 && nbio_now_ms() >= t->deadline)
+        return nbio__fail(s, NBIO_ETIMEDOUT, "TLS handshake: timed out after %d ms%s",
+                          t->cfg->handshake_timeout_ms,
+                          in->state == NBIO_ESTABLISHING ? " (still connecting)" : "");
     if (in->state == NBIO_ESTABLISHING) {
         int r = nbio_drive(in);
         if (r < 0)
@@ -686,6 +691,7 @@ static nbio_session *tls_new(nbio_session *inner, nbio_tls_config *cfg, const ch
         return s;
     }
     t->cfg = nbio_tls_config_ref(cfg);
+    t->deadline = cfg->handshake_timeout_ms > 0 ? nbio_now_ms() + cfg->handshake_timeout_ms : -1;
     pthread_once(&bio_once, make_bio_method);
     ERR_clear_error();
     t->ssl = SSL_new(cfg->ctx);

@@ -19,6 +19,7 @@ struct nbio_tls_config {
     size_t write_buffer_size;
     size_t read_buffer_size;
     bool release_buffers;    /* free idle buffers (OpenSSL's and ours) */
+    int handshake_timeout_ms; /* <= 0: none */
 };
 
 /* Formats the errors in OpenSSL's thread error queue (and clears it) into

@@ -304,6 +304,40 @@ static void test_close_without_close_notify_is_truncation(void **state)
     truncation_case(true);
 }
 
+/* A peer that stalls the handshake: both ends give up after the limit, with
+ * NBIO_ETIMEDOUT, and a third session made meanwhile is unaffected. */
+static void test_handshake_timeout(void **state)
+{
+    (void)state;
+    nbio_tls_options o;
+    nbio_tls_options_init(&o);
+    o.handshake_timeout_ms = 200;
+    nbio_session *c, *s;
+    tt_pair(&c, &s, 0, 0, 0, tt_client_cfg(&o), "localhost", tt_server_cfg(&o));
+    nbio_session *c2, *s2;
+    tt_pair(&c2, &s2, 0, 0, 0, tt_client_cfg(NULL), "localhost", tt_server_cfg(NULL));
+    int64_t t0 = nbio_now_ms();
+    int rc = 0, rs = 0;
+    /* only the client is driven: the server never answers (and then the
+     * server alone, whose client went quiet) */
+    while (rc >= 0 && nbio_now_ms() - t0 < 5000)
+        rc = nbio_drive(c);
+    while (rs >= 0 && nbio_now_ms() - t0 < 5000) {
+        nbio_buf out;
+        rs = nbio_read(s, &out);
+    }
+    assert_int_equal(rc, NBIO_ETIMEDOUT);
+    assert_int_equal(rs, NBIO_ETIMEDOUT);
+    assert_true(nbio_now_ms() - t0 < 2000);
+    assert_non_null(strstr(nbio_detail(c), "TLS handshake: timed out after 200 ms"));
+    tt_handshake(c2, s2);
+    tt_exchange(c2, s2, 1000, 5);
+    nbio_free(c);
+    nbio_free(s);
+    nbio_free(c2);
+    nbio_free(s2);
+}
+
 static void test_transport_reset_passes_through(void **state)
 {
     (void)state;
@@ -637,6 +671,7 @@ int main(void)
         cmocka_unit_test(test_framing_over_tls),
         cmocka_unit_test(test_close_notify_is_clean_close),
         cmocka_unit_test(test_close_without_close_notify_is_truncation),
+        cmocka_unit_test(test_handshake_timeout),
         cmocka_unit_test(test_transport_reset_passes_through),
         cmocka_unit_test(test_alpn_server_preference),
         cmocka_unit_test(test_mutual_tls),
