@@ -85,15 +85,18 @@ NBIO_API void nbio_frame_options_init(nbio_frame_options *o);
 /**
  * Wraps the byte session inner in a framing session using strategy st
  * (which must outlive the session). Takes ownership of inner, also when this
- * fails. Returns NULL when inner is NULL or memory runs out (inner is then
- * freed). opt may be NULL. The new session's status follows inner's.
+ * fails. Returns NULL only when inner is NULL or memory runs out (inner is
+ * then freed). opt may be NULL. The new session's status follows inner's.
  * Read errors: NBIO_ETOOLARGE (a length header over max_frame, reported
  * before anything is allocated), NBIO_ETRUNCATED (end of stream inside a
  * frame), NBIO_EPEERCLOSED (clean end between frames), NBIO_EPROTOCOL.
- * Write errors: NBIO_ETOOLARGE (payload over max_frame), NBIO_EINVAL (a
- * payload the strategy cannot carry), NBIO_EUSAGE (after a streamed frame
- * went pending, something other than its rest was written). Like every
- * error, they end the session: nothing of the bad frame reached the wire.
+ * Write errors: NBIO_ETOOLARGE (payload over max_frame, or over what the
+ * length prefix can express), NBIO_EINVAL (a payload the strategy cannot
+ * carry, e.g. a newline in a line frame), NBIO_EUSAGE (after a streamed
+ * frame went pending, something other than its rest was written, or the
+ * session was closed before its rest). Like every error, they end the
+ * session; nothing of a rejected frame reached the wire.
+ * A NULL or malformed strategy gives a session terminated with NBIO_EINVAL.
  */
 NBIO_API nbio_session *nbio_frame_new(nbio_session *inner, const nbio_frame_strategy *st,
                                       const nbio_frame_options *opt);

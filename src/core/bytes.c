@@ -1,4 +1,5 @@
 /* A growable byte queue. */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -9,6 +10,8 @@ int nbio__bytes_append(nbio__bytes *b, const void *src, size_t n)
 {
     if (n == 0)
         return 0;
+    if (n > SIZE_MAX / 4 - b->len)
+        return NBIO_ENOMEM;
     if (b->head + b->len + n > b->cap) {
         if (b->head > 0) { /* compact first */
             memmove(b->data, b->data + b->head, b->len);

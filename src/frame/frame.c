@@ -330,11 +330,19 @@ static int frame_flush(nbio_session *s)
     r = flush_wbuf(f, NULL);
     if (r != NBIO_DONE)
         return r;
-    return nbio_flush(s->inner, 0) == NBIO_DONE ? NBIO_DONE : NBIO_PENDING;
+    int ri = nbio_flush(s->inner, 0);
+    if (ri < 0)
+        return nbio__fail_from(s, s->inner, ri);
+    return ri == NBIO_DONE ? NBIO_DONE : NBIO_PENDING;
 }
 
 static int frame_shutdown(nbio_session *s)
 {
+    nbio__frame *f = (nbio__frame *)s;
+    if (f->stream_rem > 0) /* a goodbye now would cut that frame on the wire */
+        return nbio__fail(s, NBIO_EUSAGE,
+                          "close/shutdown while %zu bytes of a streamed frame are still owed",
+                          f->stream_rem);
     int r = frame_flush(s);
     if (r != NBIO_DONE)
         return r;
@@ -392,20 +400,28 @@ nbio_session *nbio_frame_new(nbio_session *inner, const nbio_frame_strategy *st,
     if (inner == NULL)
         return NULL;
     nbio__frame *f = calloc(1, sizeof *f);
-    if (f == NULL || st == NULL || st->max_header > HDR_MAX || st->max_trailer > TRL_MAX) {
-        free(f);
+    if (f == NULL) {
         nbio_free(inner);
         return NULL;
     }
     nbio__session_init(&f->base, &frame_vtable, NBIO_ESTABLISHING);
     f->base.inner = inner;
     f->st = st;
+    if (st == NULL || st->decode == NULL || st->encode == NULL || st->max_header > HDR_MAX ||
+        st->max_trailer > TRL_MAX) {
+        nbio__fail(&f->base, NBIO_EINVAL,
+                   "framing strategy missing, or its header/trailer over %d/%d bytes", HDR_MAX,
+                   TRL_MAX);
+        return &f->base;
+    }
     if (opt != NULL)
         f->opt = *opt;
     else
         nbio_frame_options_init(&f->opt);
     if (f->opt.max_frame == 0)
         f->opt.max_frame = (size_t)64 << 20;
+    if (f->opt.max_frame > SIZE_MAX - HDR_MAX - TRL_MAX) /* header + payload must not wrap */
+        f->opt.max_frame = SIZE_MAX - HDR_MAX - TRL_MAX;
     if (f->opt.read_buffer_size < 64)
         f->opt.read_buffer_size = 64;
     f->wcap = f->opt.write_buffer_size < 64 ? 64 : f->opt.write_buffer_size;

@@ -7,7 +7,7 @@
 static int decode_prefixed(const unsigned char *buf, size_t len, size_t hdr_size,
                            uint64_t payload_len, size_t max_payload, nbio_frame_info *info)
 {
-    if (payload_len > max_payload)
+    if (payload_len > max_payload || payload_len > SIZE_MAX - hdr_size)
         return NBIO_ETOOLARGE;
     size_t total = hdr_size + (size_t)payload_len;
     info->need = total;

@@ -128,7 +128,7 @@ nbio_session *nbio_tcp_listen(const char *addr, const nbio_listen_options *opt)
     nbio__listener *l = listener_new(opt, &o);
     if (l == NULL)
         return NULL;
-    char host[NBIO__HOST_MAX];
+    char host[NBIO__HOST_MAX] = "";
     int port;
     const char *why = "";
     if (nbio__split_hostport(addr, host, &port, &why) != 0) {
@@ -196,6 +196,13 @@ int nbio_accept(nbio_session *s, nbio_session **out)
             return NBIO_IDLE;
         case ECONNABORTED:
         case EPROTO:
+        case ENETDOWN:
+        case ENOPROTOOPT:
+        case EHOSTDOWN:
+        case ENONET:
+        case EHOSTUNREACH:
+        case EOPNOTSUPP:
+        case ENETUNREACH:
         case EMFILE:
         case ENFILE:
         case ENOBUFS:

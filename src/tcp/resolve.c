@@ -150,15 +150,21 @@ const nbio__addr *nbio__resolve_addrs(const nbio__resolver *r, size_t *count)
     return r->addrs;
 }
 
-int nbio__resolve_fd(const nbio__resolver *r)
+int nbio__resolve_fd(const nbio__resolver *r, bool *want_write)
 {
+    if (want_write != NULL)
+        *want_write = false;
     if (r->channel == NULL || r->status != -1)
         return -1;
     ares_socket_t socks[ARES_GETSOCK_MAXNUM];
     int bits = ares_getsock(r->channel, socks, ARES_GETSOCK_MAXNUM);
-    for (int i = 0; i < ARES_GETSOCK_MAXNUM; i++)
-        if (sock_readable(bits, i))
+    for (int i = 0; i < ARES_GETSOCK_MAXNUM; i++) {
+        if (sock_readable(bits, i) || sock_writable(bits, i)) {
+            if (want_write != NULL)
+                *want_write = sock_writable(bits, i);
             return socks[i];
+        }
+    }
     return -1;
 }
 

@@ -2,6 +2,7 @@
 #ifndef NBIO__RESOLVE_H
 #define NBIO__RESOLVE_H
 
+#include <stdbool.h>
 #include <sys/socket.h>
 
 #include "nbio/tcp.h"
@@ -25,8 +26,10 @@ int nbio__resolve_poll(nbio__resolver *r, const char **why);
 /* The resolved addresses (valid after poll returned 1, until free). */
 const nbio__addr *nbio__resolve_addrs(const nbio__resolver *r, size_t *count);
 
-/* A socket to wait on for reading, or -1. */
-int nbio__resolve_fd(const nbio__resolver *r);
+/* A socket to wait on, or -1; *want_write (may be NULL) is set when c-ares
+ * waits for it to become writable (a TCP query connecting) rather than
+ * readable. */
+int nbio__resolve_fd(const nbio__resolver *r, bool *want_write);
 
 void nbio__resolve_free(nbio__resolver *r);
 

@@ -97,8 +97,16 @@ static int start_next(nbio__stream *t)
             become_established(t);
             return NBIO_ACTIVE;
         }
-        if (errno == EINPROGRESS || errno == EINTR || errno == EAGAIN)
+        if (errno == EINPROGRESS || errno == EINTR)
             return NBIO_ACTIVE;
+        if (errno == EAGAIN && t->domain == AF_UNIX) {
+            /* The listener's backlog is full and nothing was queued: try the
+             * same path again on a later drive, until the connect timeout. */
+            close_fd(t);
+            t->next_addr--;
+            t->last_err = NBIO_ETIMEDOUT;
+            return NBIO_IDLE;
+        }
         t->last_err = nbio__errno(errno);
         close_fd(t);
     }
@@ -299,15 +307,19 @@ static int stream_fd(const nbio_session *s)
 {
     const nbio__stream *t = (const nbio__stream *)s;
     if (t->fd < 0 && t->resolver != NULL)
-        return nbio__resolve_fd(t->resolver);
+        return nbio__resolve_fd(t->resolver, NULL);
     return t->fd;
 }
 
 static unsigned stream_interest(const nbio_session *s)
 {
     const nbio__stream *t = (const nbio__stream *)s;
-    if (s->state == NBIO_ESTABLISHING)
-        return t->fd >= 0 ? NBIO_WANT_WRITE : NBIO_WANT_READ;
+    if (s->state == NBIO_ESTABLISHING) {
+        bool ww = t->fd >= 0;
+        if (t->fd < 0 && t->resolver != NULL)
+            (void)nbio__resolve_fd(t->resolver, &ww);
+        return ww ? NBIO_WANT_WRITE : NBIO_WANT_READ;
+    }
     unsigned w = t->write_blocked ? NBIO_WANT_WRITE : 0;
     if (s->error == 0)
         w |= NBIO_WANT_READ;
@@ -385,7 +397,7 @@ nbio_session *nbio_tcp_connect(const char *addr, const nbio_tcp_options *opt)
     nbio__stream *t = stream_new(&nbio__tcp_vtable, opt, addr);
     if (t == NULL)
         return NULL;
-    char host[NBIO__HOST_MAX];
+    char host[NBIO__HOST_MAX] = "";
     int port;
     const char *why = "";
     if (nbio__split_hostport(addr, host, &port, &why) != 0 || host[0] == '\0') {

@@ -593,8 +593,8 @@ static int tls_fd(const nbio_session *s)
 static unsigned tls_interest(const nbio_session *s)
 {
     const nbio__tls *t = (const nbio__tls *)s;
-    if (t->inner_eof || t->io_err != 0)
-        return NBIO_READY;
+    if ((t->inner_eof || t->io_err != 0) && s->error == 0)
+        return NBIO_READY; /* an end or an error is still to be reported */
     /* Plaintext or whole records buffered in OpenSSL: read now. A partial
      * record (read_starved) needs more from the wrapped session first. */
     if (t->handshake_done && (SSL_pending(t->ssl) > 0 ||
@@ -679,9 +679,10 @@ static nbio_session *tls_new(nbio_session *inner, nbio_tls_config *cfg, const ch
             nbio__fail(s, NBIO_EINVAL, "TLS server: no configuration");
             return s;
         }
-        cfg = nbio__tls_default_client(s->detail, sizeof s->detail);
+        char why[NBIO__DETAIL_MAX];
+        cfg = nbio__tls_default_client(why, sizeof why);
         if (cfg == NULL) {
-            nbio__fail(s, NBIO_ETLS, "%s", s->detail);
+            nbio__fail(s, NBIO_ETLS, "%s", why);
             return s;
         }
     }
@@ -705,15 +706,16 @@ static nbio_session *tls_new(nbio_session *inner, nbio_tls_config *cfg, const ch
     BIO_set_data(b, t);
     BIO_set_init(b, 1);
     SSL_set_bio(t->ssl, b, b);
+    if (inner->error != 0 && inner->error != NBIO_EPEERCLOSED) {
+        nbio__fail_from(s, inner, inner->error); /* say why the transport failed */
+        return s;
+    }
     if (server) {
         SSL_set_accept_state(t->ssl);
     } else {
         SSL_set_connect_state(t->ssl);
-        if (set_host(t, host) < 0)
-            return s;
+        (void)set_host(t, host);
     }
-    if (inner->error != 0 && inner->error != NBIO_EPEERCLOSED)
-        nbio__fail_from(s, inner, inner->error);
     return s;
 }
 
@@ -730,8 +732,8 @@ nbio_session *nbio_tls_server(nbio_session *inner, nbio_tls_config *cfg)
 nbio_session *nbio_tls_connect(const char *addr, nbio_tls_config *cfg, const char *server_name,
                                const nbio_tcp_options *tcp)
 {
-    if (addr == NULL)
-        return NULL;
+    if (addr == NULL) /* a terminated session that says so */
+        return nbio_tls_client(nbio_tcp_connect(NULL, tcp), cfg, NULL);
     if (strchr(addr, '/') != NULL)
         return nbio_tls_client(nbio_unix_connect(addr, tcp), cfg, server_name);
     char host[256] = "";

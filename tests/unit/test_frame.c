@@ -3,6 +3,7 @@
 #define _GNU_SOURCE
 #include <malloc.h>
 #include <sys/socket.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -611,6 +612,75 @@ static void test_echo_from_the_read_buffer(void **state)
     free(src);
 }
 
+/* A limit near SIZE_MAX must not let header + payload wrap around. */
+static void test_limits_near_size_max(void **state)
+{
+    (void)state;
+    nbio_frame_options fo;
+    nbio_frame_options_init(&fo);
+    fo.max_frame = SIZE_MAX;
+    nbio_session *m = nbio_mock_new(NULL);
+    nbio_session *f = nbio_frame_new(m, &nbio_frame_u64le, &fo);
+    static const unsigned char h[8] = {0xfc, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+    nbio_mock_feed(m, h, sizeof h);
+    nbio_buf out;
+    assert_int_equal(nbio_read(f, &out), NBIO_ETOOLARGE);
+    nbio_free(f);
+    /* and ordinary frames still pass under such a limit */
+    enum { N = 100000 };
+    unsigned char *p = malloc(N + 4);
+    p[0] = 0, p[1] = (N >> 16) & 0xff, p[2] = (N >> 8) & 0xff, p[3] = N & 0xff;
+    tu_pattern(p + 4, N, 9);
+    m = nbio_mock_new(NULL);
+    f = nbio_frame_new(m, &nbio_frame_u32be, &fo);
+    nbio_mock_feed(m, p, N + 4);
+    int r;
+    while ((r = nbio_read(f, &out)) == NBIO_ACTIVE)
+        ;
+    assert_int_equal(r, NBIO_DATA);
+    assert_int_equal(out.len, N);
+    assert_memory_equal(out.data, p + 4, N);
+    assert_int_equal(nbio_write_some(f, p + 4, N), N);
+    nbio_free(f);
+    free(p);
+}
+
+static void test_close_in_the_middle_of_a_streamed_frame(void **state)
+{
+    (void)state;
+    nbio_mock_options mo = {.write_chunk = 1000};
+    nbio_session *m = nbio_mock_new(&mo);
+    nbio_frame_options fo;
+    nbio_frame_options_init(&fo);
+    fo.write_buffer_size = 64;
+    nbio_session *f = nbio_frame_new(m, &nbio_frame_u32be, &fo);
+    static unsigned char big[5000];
+    nbio_buf b = {big, sizeof big};
+    assert_int_equal(nbio_write(f, &b), NBIO_PENDING);
+    /* a goodbye now would cut the frame: refused, loudly */
+    assert_int_equal(nbio_close(f), NBIO_EUSAGE);
+    assert_non_null(strstr(nbio_detail(f), "still owed"));
+    assert_int_equal(nbio_mock_goodbyes(m), 0);
+    nbio_free(f);
+}
+
+static void test_bad_strategy_is_a_terminated_session(void **state)
+{
+    (void)state;
+    nbio_session *f = nbio_frame_new(nbio_mock_new(NULL), NULL, NULL);
+    assert_non_null(f);
+    assert_int_equal(nbio_status(f), NBIO_TERMINATED);
+    assert_int_equal(nbio_error(f), NBIO_EINVAL);
+    nbio_buf out;
+    assert_int_equal(nbio_read(f, &out), NBIO_EINVAL);
+    nbio_frame_strategy wide = nbio_frame_u64le;
+    wide.max_header = 1000;
+    nbio_free(f);
+    f = nbio_frame_new(nbio_mock_new(NULL), &wide, NULL);
+    assert_int_equal(nbio_error(f), NBIO_EINVAL);
+    nbio_free(f);
+}
+
 static void test_strategy_lookup(void **state)
 {
     (void)state;
@@ -637,6 +707,9 @@ int main(void)
         cmocka_unit_test(test_slow_consumer_over_tcp),
         cmocka_unit_test(test_frames_over_one_byte_pair),
         cmocka_unit_test(test_echo_from_the_read_buffer),
+        cmocka_unit_test(test_limits_near_size_max),
+        cmocka_unit_test(test_close_in_the_middle_of_a_streamed_frame),
+        cmocka_unit_test(test_bad_strategy_is_a_terminated_session),
         cmocka_unit_test(test_strategy_lookup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -509,6 +509,53 @@ static void test_unix_socket(void **state)
     unix_roundtrip(path);
 }
 
+/* A Unix listener whose backlog is full: connects wait (and time out), they
+ * never pretend to be established. */
+static void test_unix_backlog_full(void **state)
+{
+    (void)state;
+    char path[64];
+    snprintf(path, sizeof path, "@nbio-backlog-%d", (int)getpid());
+    nbio_listen_options lo;
+    nbio_listen_options_init(&lo);
+    lo.backlog = 1;
+    nbio_session *l = nbio_unix_listen(path, &lo);
+    assert_int_equal(nbio_error(l), 0);
+    nbio_tcp_options o;
+    nbio_tcp_options_init(&o);
+    o.connect_timeout_ms = 300;
+    enum { N = 8 };
+    nbio_session *c[N];
+    for (int i = 0; i < N; i++)
+        c[i] = nbio_unix_connect(path, &o);
+    int64_t deadline = nbio_now_ms() + 5000;
+    int busy = 1;
+    while (busy && nbio_now_ms() < deadline) {
+        busy = 0;
+        for (int i = 0; i < N; i++)
+            if (nbio_status(c[i]) == NBIO_ESTABLISHING) {
+                busy = 1;
+                (void)nbio_drive(c[i]);
+            }
+        usleep(1000);
+    }
+    int established = 0, timed_out = 0;
+    for (int i = 0; i < N; i++) {
+        if (nbio_status(c[i]) == NBIO_ESTABLISHED) {
+            established++;
+            assert_int_equal(nbio_write_some(c[i], "x", 1), 1); /* really connected */
+        } else {
+            assert_int_equal(nbio_error(c[i]), NBIO_ETIMEDOUT);
+            assert_non_null(strstr(nbio_detail(c[i]), path));
+            timed_out++;
+        }
+        nbio_free(c[i]);
+    }
+    assert_true(established >= 1);
+    assert_true(timed_out >= 1);
+    nbio_free(l);
+}
+
 static void test_interest_and_fd(void **state)
 {
     (void)state;
@@ -554,6 +601,7 @@ int main(void)
         cmocka_unit_test(test_listener_errors),
         cmocka_unit_test(test_pending_write_resubmission),
         cmocka_unit_test(test_unix_socket),
+        cmocka_unit_test(test_unix_backlog_full),
         cmocka_unit_test(test_interest_and_fd),
         cmocka_unit_test(test_stream_from_fd),
     };

@@ -338,6 +338,32 @@ static void test_handshake_timeout(void **state)
     nbio_free(s2);
 }
 
+/* Frames over TLS whose peer vanishes while ciphertext is still queued:
+ * flush and close report the transport's error instead of pending forever. */
+static void test_flush_reports_a_vanished_peer(void **state)
+{
+    (void)state;
+    nbio_session *c, *s;
+    tt_pair(&c, &s, 0, 0, 4096, tt_client_cfg(NULL), "localhost", tt_server_cfg(NULL));
+    tt_handshake(c, s);
+    c = nbio_frame_new(c, &nbio_frame_u32be, NULL);
+    static unsigned char big[60000];
+    nbio_buf b = {big, sizeof big};
+    int r = nbio_write(c, &b);
+    assert_ok_outcome(r);
+    assert_ok_outcome(nbio_drive(c));
+    nbio_free(s); /* the peer is gone with ciphertext still queued here */
+    int64_t t0 = nbio_now_ms();
+    r = b.len > 0 ? nbio_write(c, &b) : nbio_flush(c, 300);
+    if (r >= 0)
+        r = nbio_flush(c, 300);
+    assert_true(r == NBIO_EPIPE || r == NBIO_ECONNRESET);
+    assert_true(nbio_now_ms() - t0 < 2000);
+    assert_int_equal(nbio_status(c), NBIO_TERMINATED);
+    assert_int_equal(nbio_close(c), r);
+    nbio_free(c);
+}
+
 static void test_transport_reset_passes_through(void **state)
 {
     (void)state;
@@ -672,6 +698,7 @@ int main(void)
         cmocka_unit_test(test_close_notify_is_clean_close),
         cmocka_unit_test(test_close_without_close_notify_is_truncation),
         cmocka_unit_test(test_handshake_timeout),
+        cmocka_unit_test(test_flush_reports_a_vanished_peer),
         cmocka_unit_test(test_transport_reset_passes_through),
         cmocka_unit_test(test_alpn_server_preference),
         cmocka_unit_test(test_mutual_tls),
