@@ -77,6 +77,10 @@ typedef struct nbio_frame_options {
     size_t read_buffer_size;  /**< initial read buffer (default 65536); grows up to
                                    max_frame + header for a large frame */
     size_t write_buffer_size; /**< write coalescing buffer (default 65536, min 64) */
+    bool release_buffers;     /**< free both buffers whenever they are empty (default
+                                   false). Both are allocated on first use anyway; with
+                                   this an idle session holds no buffer at all, at the
+                                   price of allocations on each burst. */
 } nbio_frame_options;
 
 /** Fills o with the defaults. */

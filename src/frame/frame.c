@@ -33,6 +33,25 @@ void nbio_frame_options_init(nbio_frame_options *o)
     o->max_frame = (size_t)64 << 20;
     o->read_buffer_size = 65536;
     o->write_buffer_size = 65536;
+    o->release_buffers = false;
+}
+
+/* With release_buffers: gives back buffers that hold nothing. */
+static void release_idle(nbio__frame *f)
+{
+    if (!f->opt.release_buffers)
+        return;
+    if (f->rbuf != NULL && f->rstart == f->rend && f->handed_out == 0) {
+        free(f->rbuf);
+        f->rbuf = NULL;
+        f->rcap = 0;
+        f->rstart = f->rend = 0;
+    }
+    if (f->wbuf != NULL && f->wstart == f->wend && f->stream_rem == 0) {
+        free(f->wbuf);
+        f->wbuf = NULL;
+        f->wstart = f->wend = 0;
+    }
 }
 
 /* Mirrors the inner session's establishment. Returns 0 or an error. */
@@ -94,6 +113,7 @@ static int frame_drive(nbio_session *s)
             return nbio__fail_from(s, s->inner, ri);
         wrote = wrote || ri == NBIO_ACTIVE;
     }
+    release_idle(f);
     return (wrote || (was && s->state == NBIO_ESTABLISHED)) ? NBIO_ACTIVE : NBIO_IDLE;
 }
 
@@ -162,6 +182,11 @@ static int frame_read(nbio_session *s, nbio_buf *out)
         return NBIO_IDLE;
     if (f->wend > f->wstart && (r = flush_wbuf(f, NULL)) < 0)
         return r;
+    if (f->rbuf == NULL) { /* allocated on first use */
+        if ((f->rbuf = malloc(f->opt.read_buffer_size)) == NULL)
+            return nbio__fail(s, NBIO_ENOMEM, "frame read buffer: out of memory");
+        f->rcap = f->opt.read_buffer_size;
+    }
     bool got_bytes = false;
     for (;;) {
         nbio_frame_info info = {0, 0, 0, 0};
@@ -199,8 +224,10 @@ static int frame_read(nbio_session *s, nbio_buf *out)
         }
         if (n < 0)
             return nbio__fail_from(s, s->inner, (int)n);
-        if (n == 0)
+        if (n == 0) {
+            release_idle(f);
             return was ? NBIO_ACTIVE : NBIO_IDLE;
+        }
         f->rend += (size_t)n;
         got_bytes = true;
     }
@@ -236,6 +263,8 @@ static int frame_write(nbio_session *s, nbio_buf *buf)
     int r = sync_state(f);
     if (r < 0)
         return r;
+    if (f->wbuf == NULL && (f->wbuf = malloc(f->wcap)) == NULL) /* allocated on first use */
+        return nbio__fail(s, NBIO_ENOMEM, "frame write buffer: out of memory");
     if (f->stream_rem > 0) {
         if (buf->len != f->stream_rem)
             return nbio__fail(s, NBIO_EUSAGE,
@@ -333,6 +362,7 @@ static int frame_flush(nbio_session *s)
     int ri = nbio_flush(s->inner, 0);
     if (ri < 0)
         return nbio__fail_from(s, s->inner, ri);
+    release_idle(f);
     return ri == NBIO_DONE ? NBIO_DONE : NBIO_PENDING;
 }
 
@@ -371,7 +401,7 @@ static unsigned frame_interest(const nbio_session *s)
         return NBIO_READY; /* the end of the stream is still to be reported */
     size_t start = f->rstart + f->handed_out;
     nbio_frame_info info = {0, 0, 0, 0};
-    if (f->st->decode(f->st, f->rbuf + start, f->rend - start, 0, false, f->opt.max_frame,
+    if (f->rbuf != NULL && f->st->decode(f->st, f->rbuf + start, f->rend - start, 0, false, f->opt.max_frame,
                       &info) != 0)
         return NBIO_READY; /* a frame (or an error) is waiting */
     unsigned w = nbio_interest(s->inner);
@@ -426,13 +456,6 @@ nbio_session *nbio_frame_new(nbio_session *inner, const nbio_frame_strategy *st,
         f->opt.read_buffer_size = 64;
     f->wcap = f->opt.write_buffer_size < 64 ? 64 : f->opt.write_buffer_size;
     f->max_total = f->opt.max_frame + st->max_header + st->max_trailer;
-    f->rcap = f->opt.read_buffer_size;
-    f->rbuf = malloc(f->rcap);
-    f->wbuf = malloc(f->wcap);
-    if (f->rbuf == NULL || f->wbuf == NULL) {
-        frame_free(&f->base);
-        return NULL;
-    }
     if (inner->state != NBIO_ESTABLISHING)
         f->base.state = NBIO_ESTABLISHED;
     if (inner->error != 0 && inner->error != NBIO_EPEERCLOSED)

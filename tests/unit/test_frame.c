@@ -681,6 +681,82 @@ static void test_bad_strategy_is_a_terminated_session(void **state)
     nbio_free(f);
 }
 
+/* Heap held by 50 framed sessions that each sent and received one frame and
+ * then went idle. */
+static size_t idle_heap(bool release)
+{
+    enum { N = 50 };
+    nbio_session *f[N];
+    nbio_frame_options fo;
+    nbio_frame_options_init(&fo);
+    fo.release_buffers = release;
+    size_t before = heap_in_use();
+    for (int i = 0; i < N; i++) {
+        nbio_session *m = nbio_mock_new(NULL);
+        f[i] = nbio_frame_new(m, &nbio_frame_u32be, &fo);
+        assert_int_equal(nbio_write_some(f[i], "ping", 4), 4);
+        assert_int_equal(nbio_flush(f[i], 0), NBIO_DONE);
+        size_t len;
+        nbio_mock_output(m, &len);
+        assert_int_equal(len, 8);
+        nbio_mock_feed(m, "\0\0\0\4pong", 8);
+        nbio_buf out;
+        assert_int_equal(nbio_read(f[i], &out), NBIO_DATA);
+        assert_memory_equal(out.data, "pong", 4);
+        assert_int_equal(nbio_read(f[i], &out), NBIO_IDLE);
+    }
+    size_t used = heap_in_use() - before;
+    for (int i = 0; i < N; i++)
+        nbio_free(f[i]);
+    return used;
+}
+
+static void test_release_buffers_when_idle(void **state)
+{
+    (void)state;
+    size_t kept = idle_heap(false), released = idle_heap(true);
+    /* each idle session gives back its 64 KiB read and write buffers (the
+     * mock transport keeps its own); mallinfo2 sees glibc's heap only, not a
+     * sanitizer's */
+    if (kept >= 50 * 65536)
+        assert_true(released + 50 * 120000 < kept);
+    /* and a released session still works both ways after going idle */
+    nbio_frame_options fo;
+    nbio_frame_options_init(&fo);
+    fo.release_buffers = true;
+    size_t len;
+    int pendings;
+    unsigned char *wire = encode_frames(&nbio_frame_u16be, 100, 3, &len, &pendings);
+    nbio_mock_options mo = {.read_chunk = 5};
+    nbio_session *m = nbio_mock_new(&mo);
+    nbio_session *f = nbio_frame_new(m, &nbio_frame_u16be, &fo);
+    unsigned char p[300];
+    size_t i = 0, fed = 0;
+    while (i < 100) {
+        nbio_buf out;
+        int r = nbio_read(f, &out);
+        assert_ok_outcome(r);
+        if (r == NBIO_IDLE && fed < len) { /* trickle: idle between bursts */
+            size_t n = len - fed < 97 ? len - fed : 97;
+            nbio_mock_feed(m, wire + fed, n);
+            fed += n;
+        } else if (r == NBIO_DATA) {
+            size_t plen = make_payload(p, i++);
+            assert_int_equal(out.len, plen);
+            if (plen)
+                assert_memory_equal(out.data, p, plen);
+            assert_int_equal(nbio_write_some(f, out.data, out.len), (long)out.len);
+            assert_int_equal(nbio_drive(f), NBIO_ACTIVE);
+        }
+    }
+    size_t olen;
+    const void *echoed = nbio_mock_output(m, &olen);
+    assert_int_equal(olen, len);
+    assert_memory_equal(echoed, wire, len);
+    free(wire);
+    nbio_free(f);
+}
+
 static void test_strategy_lookup(void **state)
 {
     (void)state;
@@ -710,6 +786,7 @@ int main(void)
         cmocka_unit_test(test_limits_near_size_max),
         cmocka_unit_test(test_close_in_the_middle_of_a_streamed_frame),
         cmocka_unit_test(test_bad_strategy_is_a_terminated_session),
+        cmocka_unit_test(test_release_buffers_when_idle),
         cmocka_unit_test(test_strategy_lookup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
