@@ -54,6 +54,16 @@ typedef struct nbio__tls {
 
 static const nbio__vtable tls_vtable;
 
+/* OpenSSL's error queue must be empty before an I/O call, because
+ * SSL_get_error() reads it. ERR_clear_error() walks and frees every slot,
+ * which is most of the cost of an idle busy-poll, so it runs only when the
+ * queue is not empty already (a thread-local look). */
+static void clear_errors(void)
+{
+    if (ERR_peek_error() != 0)
+        ERR_clear_error();
+}
+
 /* ---- the BIO ---------------------------------------------------------- */
 
 static int bio_write_ex(BIO *b, const char *src, size_t len, size_t *written)
@@ -276,7 +286,7 @@ static int establish(nbio__tls *t)
     if (r < 0)
         return r;
     t->io_moved = false;
-    ERR_clear_error();
+    clear_errors();
     int h = SSL_do_handshake(t->ssl);
     if (h == 1) {
         on_established(t);
@@ -300,7 +310,7 @@ static long decrypt_into(nbio__tls *t, void *dst, size_t cap)
     if (cap == 0)
         return NBIO_IDLE;
     t->io_moved = false;
-    ERR_clear_error();
+    clear_errors();
     size_t got = 0;
     int r = SSL_read_ex(t->ssl, dst, cap, &got);
     long out;
@@ -332,7 +342,7 @@ static long decrypt_into(nbio__tls *t, void *dst, size_t cap)
  * error. */
 static int encrypt(nbio__tls *t, const void *p, size_t n)
 {
-    ERR_clear_error();
+    clear_errors();
     size_t w = 0;
     int r = SSL_write_ex(t->ssl, p, n, &w);
     if (r == 1)
@@ -355,7 +365,7 @@ static int retry_stash(nbio__tls *t)
 {
     if (t->stash_len == 0)
         return NBIO_DONE;
-    ERR_clear_error();
+    clear_errors();
     size_t w = 0;
     int r = SSL_write_ex(t->ssl, t->stash, t->stash_len, &w);
     if (r != 1) {
@@ -556,7 +566,7 @@ static int tls_shutdown(nbio_session *s)
     if (r != NBIO_DONE)
         return r;
     if (!t->close_sent) {
-        ERR_clear_error();
+        clear_errors();
         int h = SSL_shutdown(t->ssl);
         if (h < 0) {
             int e = SSL_get_error(t->ssl, h);

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/err.h>
+
 #include "nbio/frame.h"
 #include "nbio/mock.h"
 #include "nbio/tcp.h"
@@ -364,6 +366,28 @@ static void test_flush_reports_a_vanished_peer(void **state)
     nbio_free(c);
 }
 
+/* Another library's leftover OpenSSL error on this thread must not be taken
+ * for a failure of an idle session (SSL_get_error reads the queue). */
+static void test_foreign_openssl_errors_are_ignored(void **state)
+{
+    (void)state;
+    nbio_session *c, *s;
+    tt_pair(&c, &s, 0, 0, 0, tt_client_cfg(NULL), "localhost", tt_server_cfg(NULL));
+    tt_handshake(c, s);
+    nbio_buf out;
+    ERR_raise(ERR_LIB_USER, 1);
+    int r = nbio_read(c, &out); /* tickets may still arrive: active or idle */
+    assert_true(r == NBIO_IDLE || r == NBIO_ACTIVE);
+    ERR_raise(ERR_LIB_SYS, 1);
+    assert_int_equal(nbio_write_some(s, "ok", 2), 2);
+    ERR_raise(ERR_LIB_SSL, 1);
+    tt_expect(c, "ok", 2);
+    assert_int_equal(nbio_error(c), 0);
+    assert_int_equal(nbio_error(s), 0);
+    nbio_free(c);
+    nbio_free(s);
+}
+
 static void test_transport_reset_passes_through(void **state)
 {
     (void)state;
@@ -699,6 +723,7 @@ int main(void)
         cmocka_unit_test(test_close_without_close_notify_is_truncation),
         cmocka_unit_test(test_handshake_timeout),
         cmocka_unit_test(test_flush_reports_a_vanished_peer),
+        cmocka_unit_test(test_foreign_openssl_errors_are_ignored),
         cmocka_unit_test(test_transport_reset_passes_through),
         cmocka_unit_test(test_alpn_server_preference),
         cmocka_unit_test(test_mutual_tls),
