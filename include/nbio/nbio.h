@@ -97,8 +97,11 @@ NBIO_API int nbio_drive(nbio_session *s);
  * Returns NBIO_ACTIVE when bytes arrived but no payload is complete yet,
  * NBIO_IDLE when nothing arrived, or a negative error. A clean end of stream
  * from the peer is NBIO_EPEERCLOSED, returned only once every buffered
- * payload has been read. While the session is establishing, read drives it
- * and returns NBIO_ACTIVE or NBIO_IDLE.
+ * payload has been read; it ends the read direction only (the status is
+ * NBIO_TERMINATED), while writes, drive, flush and close keep working, so an
+ * answer can still go out to a peer that half-closed (docs/contract.md).
+ * While the session is establishing, read drives it and returns NBIO_ACTIVE
+ * or NBIO_IDLE.
  */
 NBIO_API int nbio_read(nbio_session *s, nbio_buf *out);
 
