@@ -59,6 +59,21 @@ static inline void bench_stamp(unsigned char *payload, size_t len, uint64_t seq)
         memcpy(payload, &seq, 8);
 }
 
+/* The u64 little-endian length prefix of the raw baselines. */
+static inline void bench_put_le64(unsigned char *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static inline uint64_t bench_get_le64(const unsigned char *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
 static inline uint64_t bench_load64(const unsigned char *p)
 {
     uint64_t v;

@@ -50,20 +50,6 @@ typedef struct echo_arg {
     int err;
 } echo_arg;
 
-static inline void put_le64(unsigned char *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static inline uint64_t get_le64(const unsigned char *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = v << 8 | p[i];
-    return v;
-}
-
 /* ---- raw ----------------------------------------------------------------- */
 
 static void *raw_echo(void *p)
@@ -85,7 +71,7 @@ static void *raw_echo(void *p)
         have += (size_t)n;
         size_t off = 0;
         while (have - off >= HDR) {
-            uint64_t len = get_le64(buf + off);
+            uint64_t len = bench_get_le64(buf + off);
             if (len > sizeof buf - HDR) {
                 a->err = -EMSGSIZE;
                 return NULL;
@@ -115,7 +101,7 @@ static int run_raw(uint64_t iters, uint64_t warm, double *rtt, run_result *res)
     if (pthread_create(&th, NULL, raw_echo, &ea) != 0)
         bench_die("pthread_create failed");
     unsigned char frame[HDR + PAYLOAD];
-    put_le64(frame, PAYLOAD);
+    bench_put_le64(frame, PAYLOAD);
     bench_fill_base(frame + HDR, PAYLOAD);
     unsigned char rb[4096];
     uint64_t sum = BENCH_FOLD_INIT;
@@ -132,7 +118,7 @@ static int run_raw(uint64_t iters, uint64_t warm, double *rtt, run_result *res)
             ssize_t n = recv(c, rb + have, sizeof rb - have, 0);
             if (n > 0) {
                 have += (size_t)n;
-                if (have >= HDR && have >= HDR + get_le64(rb))
+                if (have >= HDR && have >= HDR + bench_get_le64(rb))
                     break;
             } else if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
                 err = -1;
@@ -142,7 +128,7 @@ static int run_raw(uint64_t iters, uint64_t warm, double *rtt, run_result *res)
         uint64_t t1 = bench_now_ns();
         if (err != 0)
             break;
-        uint64_t len = get_le64(rb);
+        uint64_t len = bench_get_le64(rb);
         if (len != PAYLOAD || have != HDR + PAYLOAD) {
             fprintf(stderr, "bench: raw: unexpected echo of %" PRIu64 " bytes\n", len);
             err = -1;

@@ -53,20 +53,6 @@ typedef struct side {
     int err;
 } side;
 
-static inline void put_le64(unsigned char *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static inline uint64_t get_le64(const unsigned char *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = v << 8 | p[i];
-    return v;
-}
-
 static unsigned char *make_payload(size_t len)
 {
     unsigned char *p = malloc(len);
@@ -133,7 +119,7 @@ static void *raw_writer(void *p)
         if (frame <= WBUF) {
             if (raw_make_room(w->fd, buf, &wlen, frame) != 0)
                 goto fail;
-            put_le64(buf + wlen, w->len);
+            bench_put_le64(buf + wlen, w->len);
             memcpy(buf + wlen + HDR, payload, w->len);
             wlen += frame;
         } else {
@@ -141,7 +127,7 @@ static void *raw_writer(void *p)
                 goto fail;
             wlen = 0;
             unsigned char hdr[HDR];
-            put_le64(hdr, w->len);
+            bench_put_le64(hdr, w->len);
             struct iovec iov[2] = {{hdr, HDR}, {payload, w->len}};
             if (raw_writev_all(w->fd, iov, 2) != 0)
                 goto fail;
@@ -183,7 +169,7 @@ static void *raw_reader(void *p)
         have += (size_t)n;
         size_t off = 0;
         while (have - off >= HDR) {
-            uint64_t len = get_le64(buf + off);
+            uint64_t len = bench_get_le64(buf + off);
             if (len > cap - HDR) {
                 r->err = -EMSGSIZE;
                 goto out;

@@ -59,20 +59,6 @@ static char *g_cert, *g_key;
 static nbio_tls_config *g_ncli, *g_nsrv;
 static SSL_CTX *g_ocli, *g_osrv;
 
-static inline void put_le64(unsigned char *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static inline uint64_t get_le64(const unsigned char *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = v << 8 | p[i];
-    return v;
-}
-
 /* ---- set-up -------------------------------------------------------------- */
 
 static void setup_configs(void)
@@ -252,7 +238,7 @@ static void *ossl_echo(void *p)
         have += (size_t)n;
         size_t off = 0;
         while (have - off >= HDR) {
-            uint64_t len = get_le64(buf + off);
+            uint64_t len = bench_get_le64(buf + off);
             if (len > sizeof buf - HDR) {
                 a->err = -EMSGSIZE;
                 return NULL;
@@ -318,7 +304,7 @@ static uint64_t pingpong_run(int mode, uint64_t iters, uint64_t warm, double *rt
     if (pthread_create(&th, NULL, mode == RAW ? ossl_echo : nbio_echo, &ea) != 0)
         bench_die("pthread_create failed");
     unsigned char frame[HDR + PING], rb[4096];
-    put_le64(frame, PING);
+    bench_put_le64(frame, PING);
     bench_fill_base(frame + HDR, PING);
     uint64_t sum = BENCH_FOLD_INIT;
     int err = 0;
@@ -340,14 +326,14 @@ static uint64_t pingpong_run(int mode, uint64_t iters, uint64_t warm, double *rt
                     break;
                 }
                 have += (size_t)n;
-                if (have >= HDR && have >= HDR + get_le64(rb))
+                if (have >= HDR && have >= HDR + bench_get_le64(rb))
                     break;
             }
             t1 = bench_now_ns();
             if (err != 0 || have != HDR + PING)
                 break;
             got = rb + HDR;
-            got_len = (size_t)get_le64(rb);
+            got_len = (size_t)bench_get_le64(rb);
         } else {
             nbio_buf b = {frame + HDR, PING}, m = {NULL, 0};
             int r;
@@ -467,7 +453,7 @@ static void *ossl_writer(void *p)
     if (payload == NULL)
         bench_die("out of memory");
     bench_fill_base(payload, BIG);
-    put_le64(hdr, BIG);
+    bench_put_le64(hdr, BIG);
     pthread_barrier_wait(w->start);
     for (uint64_t i = 0; i < w->count; i++) {
         bench_stamp(payload, BIG, i);
@@ -501,7 +487,7 @@ static void *ossl_reader(void *p)
         have += (size_t)n;
         size_t off = 0;
         while (have - off >= HDR) {
-            uint64_t len = get_le64(buf + off);
+            uint64_t len = bench_get_le64(buf + off);
             if (len > cap - HDR) {
                 r->err = -EMSGSIZE;
                 goto out;
