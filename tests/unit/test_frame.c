@@ -128,45 +128,32 @@ static void test_every_strategy_one_byte_at_a_time(void **state)
     }
 }
 
-static void test_u64_wire_format(void **state)
+/* Writes one frame with st and checks the exact bytes on the wire. Returns
+ * the framing session (over its mock) for more checks; the caller frees it. */
+static nbio_session *expect_wire(const nbio_frame_strategy *st, const char *payload,
+                                 const void *want, size_t want_len)
 {
-    (void)state;
     nbio_session *m = nbio_mock_new(NULL);
-    nbio_session *f = nbio_frame_new(m, &nbio_frame_u64le, NULL);
-    assert_int_equal(nbio_write_some(f, "hello world!", 12), 12);
+    nbio_session *f = nbio_frame_new(m, st, NULL);
+    size_t plen = strlen(payload);
+    assert_int_equal(nbio_write_some(f, payload, plen), (long)plen);
     assert_int_equal(nbio_flush(f, 0), NBIO_DONE);
     size_t len;
-    const unsigned char *out = nbio_mock_output(m, &len);
-    static const unsigned char want[] = {12, 0, 0, 0, 0, 0, 0, 0, 'h', 'e', 'l', 'l', 'o', ' ',
-                                         'w', 'o', 'r', 'l', 'd', '!'};
-    assert_int_equal(len, sizeof want);
-    assert_memory_equal(out, want, sizeof want);
-    nbio_mock_consume_output(m, len);
-    /* u32/u16 big-endian and line */
-    nbio_free(f);
-    m = nbio_mock_new(NULL);
-    f = nbio_frame_new(m, &nbio_frame_u32be, NULL);
-    nbio_write_some(f, "ab", 2);
-    nbio_flush(f, 0);
-    out = nbio_mock_output(m, &len);
-    assert_int_equal(len, 6);
-    assert_memory_equal(out, "\0\0\0\2ab", 6);
-    nbio_free(f);
-    m = nbio_mock_new(NULL);
-    f = nbio_frame_new(m, &nbio_frame_u16be, NULL);
-    nbio_write_some(f, "abc", 3);
-    nbio_flush(f, 0);
-    out = nbio_mock_output(m, &len);
-    assert_int_equal(len, 5);
-    assert_memory_equal(out, "\0\3abc", 5);
-    nbio_free(f);
-    m = nbio_mock_new(NULL);
-    f = nbio_frame_new(m, &nbio_frame_line, NULL);
-    nbio_write_some(f, "abc", 3);
-    nbio_flush(f, 0);
-    out = nbio_mock_output(m, &len);
-    assert_int_equal(len, 4);
-    assert_memory_equal(out, "abc\n", 4);
+    const void *out = nbio_mock_output(m, &len);
+    assert_int_equal(len, want_len);
+    assert_memory_equal(out, want, want_len);
+    return f;
+}
+
+static void test_wire_formats(void **state)
+{
+    (void)state;
+    static const unsigned char u64[] = {12, 0, 0, 0, 0, 0, 0, 0, 'h', 'e', 'l', 'l', 'o', ' ',
+                                        'w', 'o', 'r', 'l', 'd', '!'};
+    nbio_free(expect_wire(&nbio_frame_u64le, "hello world!", u64, sizeof u64));
+    nbio_free(expect_wire(&nbio_frame_u32be, "ab", "\0\0\0\2ab", 6));
+    nbio_free(expect_wire(&nbio_frame_u16be, "abc", "\0\3abc", 5));
+    nbio_session *f = expect_wire(&nbio_frame_line, "abc", "abc\n", 4);
     /* a payload with a newline cannot be a line */
     assert_int_equal(nbio_write_some(f, "a\nb", 3), NBIO_EINVAL);
     assert_int_equal(nbio_status(f), NBIO_TERMINATED);
@@ -770,7 +757,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_strategy_one_byte_at_a_time),
-        cmocka_unit_test(test_u64_wire_format),
+        cmocka_unit_test(test_wire_formats),
         cmocka_unit_test(test_eof_mid_frame),
         cmocka_unit_test(test_eof_between_frames_is_clean),
         cmocka_unit_test(test_oversized_header_rejected_without_allocation),
