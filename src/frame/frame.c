@@ -420,6 +420,8 @@ static unsigned frame_interest(const nbio_session *s)
                       &info) != 0)
         return NBIO_READY; /* a frame (or an error) is waiting */
     unsigned w = nbio_interest(s->inner);
+    if (s->error != 0) /* the read side ended: only writes are left */
+        w &= NBIO_WANT_WRITE;
     if (f->wend > f->wstart)
         w |= NBIO_WANT_WRITE;
     return w;

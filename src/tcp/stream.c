@@ -315,8 +315,10 @@ static unsigned stream_interest(const nbio_session *s)
 {
     const nbio__stream *t = (const nbio__stream *)s;
     if (s->state == NBIO_ESTABLISHING) {
+        if (t->fd < 0 && t->resolver == NULL)
+            return NBIO_READY; /* a connect to retry (a full Unix backlog) */
         bool ww = t->fd >= 0;
-        if (t->fd < 0 && t->resolver != NULL)
+        if (t->fd < 0)
             (void)nbio__resolve_fd(t->resolver, &ww);
         return ww ? NBIO_WANT_WRITE : NBIO_WANT_READ;
     }

@@ -611,6 +611,8 @@ static unsigned tls_interest(const nbio_session *s)
                               (!t->read_starved && SSL_has_pending(t->ssl))))
         return NBIO_READY;
     unsigned w = nbio_interest(s->inner);
+    if (s->error != 0) /* the read side ended (close_notify): only writes are left */
+        w &= NBIO_WANT_WRITE;
     if (t->outq.len > 0)
         w |= NBIO_WANT_WRITE;
     return w;

@@ -388,6 +388,39 @@ static void test_foreign_openssl_errors_are_ignored(void **state)
     nbio_free(s);
 }
 
+/* After the peer's close_notify was reported, a half-closed session that
+ * still writes must not look readable (a poll loop would spin). */
+static void test_no_read_interest_after_close_notify(void **state)
+{
+    (void)state;
+    nbio_session *c, *s;
+    tu_tcp_pair(&c, &s, 0);
+    nbio_tls_config *ccfg = tt_client_cfg(NULL), *scfg = tt_server_cfg(NULL);
+    c = nbio_tls_client(c, ccfg, "localhost");
+    s = nbio_tls_server(s, scfg);
+    nbio_tls_config_unref(ccfg);
+    nbio_tls_config_unref(scfg);
+    tt_handshake(c, s);
+    int r;
+    int64_t deadline = nbio_now_ms() + 5000;
+    while ((r = nbio_close(c)) == NBIO_PENDING)
+        assert_true(nbio_now_ms() < deadline);
+    assert_int_equal(r, NBIO_DONE);
+    nbio_buf out;
+    while ((r = nbio_read(s, &out)) >= 0) {
+        nbio_wait(&s, 1, 10);
+        assert_true(nbio_now_ms() < deadline);
+    }
+    assert_int_equal(r, NBIO_EPEERCLOSED);
+    assert_int_equal(nbio_interest(s) & (NBIO_READY | NBIO_WANT_READ), 0);
+    assert_int_equal(nbio_wait(&s, 1, 50), 0); /* sleeps: nothing to do */
+    /* a framing session on top says the same */
+    s = nbio_frame_new(s, &nbio_frame_u32be, NULL);
+    assert_int_equal(nbio_interest(s) & (NBIO_READY | NBIO_WANT_READ), 0);
+    nbio_free(c);
+    nbio_free(s);
+}
+
 static void test_transport_reset_passes_through(void **state)
 {
     (void)state;
@@ -724,6 +757,7 @@ int main(void)
         cmocka_unit_test(test_handshake_timeout),
         cmocka_unit_test(test_flush_reports_a_vanished_peer),
         cmocka_unit_test(test_foreign_openssl_errors_are_ignored),
+        cmocka_unit_test(test_no_read_interest_after_close_notify),
         cmocka_unit_test(test_transport_reset_passes_through),
         cmocka_unit_test(test_alpn_server_preference),
         cmocka_unit_test(test_mutual_tls),
