@@ -214,6 +214,10 @@ static void check_decode(const config *c, const nbio_mock_step *steps, bool erro
                  c->nrsteps + 2 * n + 64, got, nref);
         nbio_buf out = {NULL, 0};
         (void)nbio_interest(s); /* peeks at the buffered bytes: must be safe anytime */
+        if (c->fo.release_buffers) { /* where idle buffers are given back */
+            (void)nbio_drive(s);
+            (void)nbio_flush(s, 0);
+        }
         r = nbio_read(s, &out);
         if (r == NBIO_ACTIVE || r == NBIO_IDLE)
             continue;
@@ -382,7 +386,9 @@ int fuzz_frame_run(const nbio_frame_strategy *st, const uint8_t *data, size_t si
     nbio_frame_options_init(&c.fo);
     unsigned hi = take(&in);
     c.fo.max_frame = 1 + ((hi << 8 | take(&in)) % MAX_FRAME_LIMIT);
-    c.fo.read_buffer_size = 64 + 8 * (size_t)take(&in);
+    unsigned rb = take(&in);
+    c.fo.read_buffer_size = 64 + 8 * (size_t)(rb & 0x7f);
+    c.fo.release_buffers = (rb & 0x80) != 0; /* buffers freed and reallocated when empty */
     c.fo.write_buffer_size = 64 + 4 * (size_t)take(&in);
     c.read_chunk = take(&in);
     c.write_chunk = take(&in);
