@@ -91,6 +91,9 @@ NBIO_API nbio_session *nbio_unix_listen(const char *path, const nbio_listen_opti
  * the caller), NBIO_IDLE when none is waiting, or a negative error. A
  * transient failure of one accept (the client reset before it was accepted,
  * out of file descriptors) returns the error without ending the listener.
+ * Out of descriptors (NBIO_EMFILE, NBIO_ENFILE), the waiting connection is
+ * accepted and closed at once with a descriptor the listener keeps spare,
+ * so that it does not stay queued and make a poll loop spin.
  */
 NBIO_API int nbio_accept(nbio_session *listener, nbio_session **out);
 

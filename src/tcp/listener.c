@@ -1,6 +1,7 @@
 /* Listeners: TCP and Unix-domain, non-blocking accept. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 typedef struct nbio__listener {
     nbio_session base;
     int fd;
+    int spare_fd; /* held to accept-and-drop a connection when out of fds */
     nbio_tcp_options accepted;
     char *dns_servers;
     char unlink_path[sizeof(((struct sockaddr_un *)0)->sun_path) + 1];
@@ -45,6 +47,8 @@ static void listener_free(nbio_session *s)
     nbio__listener *l = (nbio__listener *)s;
     if (l->fd >= 0)
         close(l->fd);
+    if (l->spare_fd >= 0)
+        close(l->spare_fd);
     if (l->unlink_path[0] != '\0')
         unlink(l->unlink_path);
     free(l->dns_servers);
@@ -85,6 +89,7 @@ static nbio__listener *listener_new(const nbio_listen_options *opt, nbio_listen_
         return NULL;
     nbio__session_init(&l->base, &listener_vtable, NBIO_ESTABLISHING);
     l->fd = -1;
+    l->spare_fd = -1;
     l->accepted = o->accepted;
     if (o->accepted.dns_servers != NULL) {
         l->dns_servers = strdup(o->accepted.dns_servers);
@@ -119,7 +124,23 @@ static void bind_listen(nbio__listener *l, const nbio_listen_options *o, const c
         return;
     }
     l->fd = fd;
+    l->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     l->base.state = NBIO_ESTABLISHED;
+}
+
+/* Out of file descriptors, the connection stays queued and the listener
+ * stays readable: a poll loop would spin. Give back the spare descriptor,
+ * accept the connection and close it at once (the client sees it closed),
+ * then take the spare again. */
+static void drop_one_connection(nbio__listener *l)
+{
+    if (l->spare_fd < 0)
+        return;
+    close(l->spare_fd);
+    int fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
+    if (fd >= 0)
+        close(fd);
+    l->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 }
 
 nbio_session *nbio_tcp_listen(const char *addr, const nbio_listen_options *opt)
@@ -194,6 +215,12 @@ int nbio_accept(nbio_session *s, nbio_session **out)
             continue;
         case EAGAIN:
             return NBIO_IDLE;
+        case EMFILE:
+        case ENFILE: {
+            int e = nbio__errno(errno);
+            drop_one_connection(l);
+            return e; /* transient: the listener lives on */
+        }
         case ECONNABORTED:
         case EPROTO:
         case ENETDOWN:
@@ -203,8 +230,6 @@ int nbio_accept(nbio_session *s, nbio_session **out)
         case EHOSTUNREACH:
         case EOPNOTSUPP:
         case ENETUNREACH:
-        case EMFILE:
-        case ENFILE:
         case ENOBUFS:
         case ENOMEM:
         case EPERM:

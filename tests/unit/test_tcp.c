@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -556,6 +557,50 @@ static void test_unix_backlog_full(void **state)
     nbio_free(l);
 }
 
+/* Out of file descriptors, a connection must not stay queued (a poll loop
+ * would spin on the readable listener): it is dropped, the listener lives
+ * on and accepts again once descriptors are free. */
+static void test_accept_out_of_descriptors(void **state)
+{
+    (void)state;
+    nbio_session *l = nbio_tcp_listen("127.0.0.1:0", NULL);
+    char addr[64];
+    nbio_local_address(l, addr, sizeof addr);
+    nbio_session *c = nbio_tcp_connect(addr, NULL);
+    tu_establish(c, 5000);
+    struct rlimit old, low;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+    int probe = dup(0); /* the lowest free descriptor: everything below is in use */
+    assert_true(probe >= 0);
+    close(probe);
+    low = old;
+    low.rlim_cur = (rlim_t)probe;
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+    nbio_session *s = NULL;
+    int r = nbio_accept(l, &s);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+    assert_int_equal(r, NBIO_EMFILE);
+    assert_null(s);
+    assert_int_equal(nbio_error(l), 0);
+    /* the queued connection was dropped: nothing left to accept, no spin */
+    assert_int_equal(nbio_accept(l, &s), NBIO_IDLE);
+    nbio_buf out;
+    int64_t deadline = nbio_now_ms() + 5000;
+    while ((r = nbio_read(c, &out)) == NBIO_IDLE && nbio_now_ms() < deadline)
+        nbio_wait(&c, 1, 10);
+    assert_true(r == NBIO_EPEERCLOSED || r == NBIO_ECONNRESET);
+    nbio_free(c);
+    /* and a new client is accepted as usual */
+    c = nbio_tcp_connect(addr, NULL);
+    tu_establish(c, 5000);
+    while ((r = nbio_accept(l, &s)) == NBIO_IDLE && nbio_now_ms() < deadline)
+        nbio_wait(&l, 1, 10);
+    assert_int_equal(r, NBIO_DATA);
+    nbio_free(s);
+    nbio_free(c);
+    nbio_free(l);
+}
+
 static void test_interest_and_fd(void **state)
 {
     (void)state;
@@ -602,6 +647,7 @@ int main(void)
         cmocka_unit_test(test_pending_write_resubmission),
         cmocka_unit_test(test_unix_socket),
         cmocka_unit_test(test_unix_backlog_full),
+        cmocka_unit_test(test_accept_out_of_descriptors),
         cmocka_unit_test(test_interest_and_fd),
         cmocka_unit_test(test_stream_from_fd),
     };
