@@ -183,6 +183,15 @@ NBIO_API const char *nbio_kind(const nbio_session *s);
  */
 NBIO_API int nbio_wait(nbio_session *const *sessions, size_t n, int timeout_ms);
 
+/**
+ * Same as nbio_wait(), but masks[i] limits what wakes the call for
+ * sessions[i]: the session's interest is ANDed with it. Pass
+ * ~NBIO_WANT_READ for a session whose reads are on hold (backpressure: its
+ * last echo is still pending), or 0 to ignore a session. masks may be NULL.
+ */
+NBIO_API int nbio_wait_masked(nbio_session *const *sessions, const unsigned *masks, size_t n,
+                              int timeout_ms);
+
 /** Monotonic clock in milliseconds (CLOCK_MONOTONIC). */
 NBIO_API int64_t nbio_now_ms(void);
 

@@ -254,6 +254,12 @@ unsigned nbio_interest(const nbio_session *s)
 
 int nbio_wait(nbio_session *const *sessions, size_t n, int timeout_ms)
 {
+    return nbio_wait_masked(sessions, NULL, n, timeout_ms);
+}
+
+int nbio_wait_masked(nbio_session *const *sessions, const unsigned *masks, size_t n,
+                     int timeout_ms)
+{
     struct pollfd stack[64];
     struct pollfd *pfd = n <= 64 ? stack : calloc(n, sizeof *pfd);
     if (pfd == NULL)
@@ -261,6 +267,8 @@ int nbio_wait(nbio_session *const *sessions, size_t n, int timeout_ms)
     int ready = 0;
     for (size_t i = 0; i < n; i++) {
         unsigned want = sessions[i] != NULL ? nbio_interest(sessions[i]) : 0;
+        if (masks != NULL)
+            want &= masks[i];
         pfd[i].fd = -1;
         pfd[i].events = 0;
         pfd[i].revents = 0;

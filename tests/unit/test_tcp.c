@@ -612,6 +612,11 @@ static void test_interest_and_fd(void **state)
     assert_int_equal(nbio_wait(&s, 1, 20), 0);
     assert_int_equal(nbio_write_some(c, "ping", 4), 4);
     assert_int_equal(nbio_wait(&s, 1, 5000), 1);
+    /* reads on hold: the arrived bytes do not wake a masked wait */
+    const unsigned no_reads = ~(unsigned)NBIO_WANT_READ;
+    assert_int_equal(nbio_wait_masked(&s, &no_reads, 1, 20), 0);
+    const unsigned all = ~0u;
+    assert_int_equal(nbio_wait_masked(&s, &all, 1, 5000), 1);
     assert_int_equal(nbio_flush(c, 1000), NBIO_DONE);
     nbio_free(c);
     nbio_free(s);
