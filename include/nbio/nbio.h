@@ -153,6 +153,14 @@ NBIO_API int nbio_shutdown(nbio_session *s);
  *  buffered is dropped. NULL is ignored. */
 NBIO_API void nbio_free(nbio_session *s);
 
+/** Stores one pointer of the caller's with the session (e.g. its
+ *  connection record). The library never looks at it. */
+NBIO_API void nbio_set_data(nbio_session *s, void *data);
+
+/** Returns the pointer given to nbio_set_data(), or NULL (also for a NULL
+ *  session). */
+NBIO_API void *nbio_data(const nbio_session *s);
+
 /** Returns the file descriptor to wait on, or -1 when there is none (mock
  *  sessions, a terminated session). Owned by the session: do not close it. */
 NBIO_API int nbio_fd(const nbio_session *s);

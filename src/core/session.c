@@ -116,6 +116,7 @@ int nbio_drive(nbio_session *s)
 {
     if (s == NULL)
         return NBIO_EINVAL;
+    nbio__touch(s);
     if (!nbio__can_write(s))
         return s->error;
     int r = settle(s, s->vt->drive(s));
@@ -133,6 +134,7 @@ int nbio_read(nbio_session *s, nbio_buf *out)
 {
     if (s == NULL || out == NULL)
         return NBIO_EINVAL;
+    nbio__touch(s);
     if (s->error != 0)
         return s->error;
     if (s->vt->read == NULL)
@@ -144,6 +146,7 @@ int nbio_write(nbio_session *s, nbio_buf *buf)
 {
     if (s == NULL || buf == NULL || (buf->data == NULL && buf->len != 0))
         return NBIO_EINVAL;
+    nbio__touch(s);
     if (!nbio__can_write(s))
         return s->error;
     if (s->write_closed)
@@ -205,6 +208,7 @@ int nbio_shutdown(nbio_session *s)
 {
     if (s == NULL)
         return NBIO_EINVAL;
+    nbio__touch(s);
     if (!nbio__can_write(s))
         return s->error == NBIO_ECLOSED ? NBIO_DONE : s->error;
     if (s->goodbye_done)
@@ -234,8 +238,22 @@ int nbio_close(nbio_session *s)
 
 void nbio_free(nbio_session *s)
 {
+    if (s == NULL)
+        return;
+    if (s->preg != NULL)
+        nbio__poll_forget(s->preg);
+    s->vt->free(s);
+}
+
+void nbio_set_data(nbio_session *s, void *data)
+{
     if (s != NULL)
-        s->vt->free(s);
+        s->data = data;
+}
+
+void *nbio_data(const nbio_session *s)
+{
+    return s != NULL ? s->data : NULL;
 }
 
 int nbio_fd(const nbio_session *s)

@@ -46,8 +46,22 @@ struct nbio_session {
     bool write_closed;  /* shutdown/close started: no new writes */
     bool goodbye_done;  /* the goodbye is out */
     bool closing;       /* nbio_close() called */
+    void *data;                 /* the caller's pointer, nbio_set_data() */
+    struct nbio__pollreg *preg; /* a poller's record of this session, or NULL */
     char detail[NBIO__DETAIL_MAX];
 };
+
+/* Poller hooks (src/poll): a verb ran on a registered session, so its
+ * interest may have changed; the session is being freed. */
+struct nbio__pollreg;
+void nbio__poll_touch(struct nbio__pollreg *r);
+void nbio__poll_forget(struct nbio__pollreg *r);
+
+static inline void nbio__touch(nbio_session *s)
+{
+    if (s->preg != NULL)
+        nbio__poll_touch(s->preg);
+}
 
 /* Initialises the base part of a session. */
 void nbio__session_init(nbio_session *s, const nbio__vtable *vt, nbio_state state);
