@@ -183,6 +183,7 @@ int nbio_flush(nbio_session *s, int timeout_ms)
 {
     if (s == NULL)
         return NBIO_EINVAL;
+    nbio__touch(s);
     int64_t deadline = timeout_ms < 0 ? -1 : nbio_now_ms() + timeout_ms;
     for (;;) {
         if (!nbio__can_write(s))
