@@ -120,7 +120,7 @@ int main(int argc, char **argv)
 
     nbio_session *listener = nbio_tcp_listen(listen, NULL);
     char addr[128];
-    if (nbio_status(listener) != NBIO_ESTABLISHED ||
+    if (nbio_status(listener) != NBIO_STATUS_ESTABLISHED ||
         nbio_local_address(listener, addr, sizeof addr) < 0) {
         fprintf(stderr, "framed_echo_server: %s\n", nbio_detail(listener));
         nbio_free(listener);

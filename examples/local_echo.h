@@ -32,7 +32,7 @@ static inline int local_echo_start(local_echo *e)
     nbio_listen_options_init(&lo);
     lo.accepted.read_buffer_size = sizeof e->held; /* a read always fits `held` */
     e->listener = nbio_tcp_listen("127.0.0.1:0", &lo);
-    if (nbio_status(e->listener) != NBIO_ESTABLISHED) {
+    if (nbio_status(e->listener) != NBIO_STATUS_ESTABLISHED) {
         fprintf(stderr, "local echo: %s\n", nbio_detail(e->listener));
         nbio_free(e->listener);
         e->listener = NULL;

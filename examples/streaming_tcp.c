@@ -35,7 +35,7 @@ int main(int argc, char **argv)
     }
 
     /* establish connection: this never blocks, the session starts
-     * NBIO_ESTABLISHING and connects while we drive it */
+     * NBIO_STATUS_ESTABLISHING and connects while we drive it */
     nbio_session *client = nbio_tcp_connect(addr, NULL);
     if (client == NULL)
         return 1;

@@ -102,7 +102,7 @@ static int write_until_done(demo_ctx *ctx, nbio_session *s, const char *text, co
         if (pendings++ == 0)
             say("write %s: pending (%s), %zu bytes left to resubmit",
                 quoted(text, strlen(text), q, sizeof q),
-                nbio_status(s) == NBIO_ESTABLISHING ? "still connecting" : "socket full",
+                nbio_status(s) == NBIO_STATUS_ESTABLISHING ? "still connecting" : "socket full",
                 buf.len);
         if (nbio_now_ms() > deadline)
             return failed(s, "write", NBIO_ETIMEDOUT);
@@ -123,7 +123,7 @@ static int step_streaming(demo_ctx *ctx)
     if (s == NULL)
         return failed(NULL, "connect", NBIO_ENOMEM);
     say("nbio_tcp_connect(\"%s\"): returned at once, status %s", ctx->echo_addr,
-        nbio_status(s) == NBIO_ESTABLISHING ? "ESTABLISHING (the connect goes on in drive)"
+        nbio_status(s) == NBIO_STATUS_ESTABLISHING ? "ESTABLISHING (the connect goes on in drive)"
                                             : "ESTABLISHED");
     int rc = write_until_done(ctx, s, hello, "the bytes went straight to the socket");
     size_t got = 0, want = strlen(hello);
@@ -239,7 +239,7 @@ static int step_tls(demo_ctx *ctx)
     say("  the certificate will be checked against the IP address 127.0.0.1");
     int rc = 0;
     int64_t deadline = nbio_now_ms() + STEP_TIMEOUT_MS;
-    while (nbio_status(s) == NBIO_ESTABLISHING) {
+    while (nbio_status(s) == NBIO_STATUS_ESTABLISHING) {
         r = nbio_drive(s);
         if (r < 0) {
             rc = failed(s, "handshake", r);

@@ -65,7 +65,7 @@ echo_server *echo_server_open(const echo_server_config *cfg, char *err, size_t e
     srv->prefix = cfg->log_prefix != NULL ? cfg->log_prefix : "echo-server";
     srv->listener = cli_is_unix_path(cfg->listen) ? nbio_unix_listen(cfg->listen, NULL)
                                                   : nbio_tcp_listen(cfg->listen, NULL);
-    if (srv->listener == NULL || nbio_status(srv->listener) != NBIO_ESTABLISHED) {
+    if (srv->listener == NULL || nbio_status(srv->listener) != NBIO_STATUS_ESTABLISHED) {
         if (srv->listener == NULL)
             snprintf(err, errlen, "NBIO_ENOMEM: out of memory");
         else
@@ -162,7 +162,7 @@ static int accept_clients(echo_server *srv)
         if (r == NBIO_IDLE)
             break;
         if (r < 0) {
-            if (nbio_status(srv->listener) == NBIO_TERMINATED) {
+            if (nbio_status(srv->listener) == NBIO_STATUS_TERMINATED) {
                 fprintf(srv->log, "%s: listener failed: %s: %s\n", srv->prefix,
                         nbio_errname(r), nbio_detail(srv->listener));
                 return r;

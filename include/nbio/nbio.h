@@ -39,12 +39,22 @@ extern "C" {
 /** Returns the library version string ("MAJOR.MINOR.PATCH"); static storage. */
 NBIO_API const char *nbio_version(void);
 
-/** Session status, see nbio_status(). */
-typedef enum nbio_state {
-    NBIO_ESTABLISHING = 0, /**< connecting / handshaking; drive() progresses it */
-    NBIO_ESTABLISHED = 1,  /**< ready for reads and writes */
-    NBIO_TERMINATED = 2    /**< an error or close ended it; see nbio_error() */
-} nbio_state;
+/**
+ * Session status: `enum nbio_status`, returned by nbio_status(). The
+ * NBIO_STATUS_ prefix keeps the states apart from the NBIO_E* error codes.
+ */
+enum nbio_status {
+    NBIO_STATUS_ESTABLISHING = 0, /**< connecting / handshaking; drive() progresses it */
+    NBIO_STATUS_ESTABLISHED = 1,  /**< ready for reads and writes */
+    NBIO_STATUS_TERMINATED = 2    /**< an error, a close or the peer's end of stream ended
+                                       it (the read side at least); see nbio_error() */
+};
+
+/* Earlier names (0.1), kept as aliases: the type and the states. */
+typedef enum nbio_status nbio_state;
+#define NBIO_ESTABLISHING NBIO_STATUS_ESTABLISHING
+#define NBIO_ESTABLISHED NBIO_STATUS_ESTABLISHED
+#define NBIO_TERMINATED NBIO_STATUS_TERMINATED
 
 /** Non-negative outcomes of the verbs. */
 enum nbio_outcome {
@@ -75,8 +85,8 @@ typedef struct nbio_buf {
 /** An opaque session. Created by a layer's constructor, released by nbio_free(). */
 typedef struct nbio_session nbio_session;
 
-/** Returns the session's status. A NULL session is NBIO_TERMINATED. */
-NBIO_API nbio_state nbio_status(const nbio_session *s);
+/** Returns the session's status. A NULL session is NBIO_STATUS_TERMINATED. */
+NBIO_API enum nbio_status nbio_status(const nbio_session *s);
 
 /**
  * Makes progress without blocking: advances a connect or handshake, sends
@@ -98,7 +108,7 @@ NBIO_API int nbio_drive(nbio_session *s);
  * NBIO_IDLE when nothing arrived, or a negative error. A clean end of stream
  * from the peer is NBIO_EPEERCLOSED, returned only once every buffered
  * payload has been read; it ends the read direction only (the status is
- * NBIO_TERMINATED), while writes, drive, flush and close keep working, so an
+ * NBIO_STATUS_TERMINATED), while writes, drive, flush and close keep working, so an
  * answer can still go out to a peer that half-closed (docs/contract.md).
  * While the session is establishing, read drives it and returns NBIO_ACTIVE
  * or NBIO_IDLE.
@@ -137,7 +147,7 @@ NBIO_API int nbio_flush(nbio_session *s, int timeout_ms);
  * Starts or continues a graceful close: no more writes are accepted, pending
  * output is sent, then the protocol's goodbye (TCP FIN, TLS close_notify).
  * Returns NBIO_DONE once the goodbye is out (the session is then
- * NBIO_TERMINATED with NBIO_ECLOSED), NBIO_PENDING while output is still
+ * NBIO_STATUS_TERMINATED with NBIO_ECLOSED), NBIO_PENDING while output is still
  * going out (call again, or drive), or a negative error.
  */
 NBIO_API int nbio_close(nbio_session *s);

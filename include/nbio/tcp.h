@@ -2,7 +2,7 @@
  * TCP and Unix-domain stream sockets: byte sessions and listeners.
  *
  * A client session never blocks on creation: name resolution (c-ares) and
- * connect progress inside nbio_drive(); it starts NBIO_ESTABLISHING.
+ * connect progress inside nbio_drive(); it starts NBIO_STATUS_ESTABLISHING.
  * Reads return whatever arrived (up to the read buffer); writes go straight
  * to the socket. SIGPIPE is never raised.
  */
@@ -37,7 +37,7 @@ NBIO_API void nbio_tcp_options_init(nbio_tcp_options *o);
 /**
  * Starts a TCP connection to addr: "host:port", "[v6]:port", a numeric
  * address or a name. Every resolved address is tried in turn.
- * Returns a new session in NBIO_ESTABLISHING, or, when addr is malformed, a
+ * Returns a new session in NBIO_STATUS_ESTABLISHING, or, when addr is malformed, a
  * session already terminated with NBIO_EINVAL and a detail. Returns NULL only
  * when out of memory. opt may be NULL; its strings are copied.
  * Errors while establishing: NBIO_ERESOLVE, NBIO_ECONNREFUSED,
@@ -72,8 +72,8 @@ NBIO_API void nbio_listen_options_init(nbio_listen_options *o);
  * Creates a TCP listener on addr ("127.0.0.1:0", "[::1]:8080", ":8080" for
  * every IPv4 address, "[::]:8080" for every address, "localhost:0").
  * Port 0 picks a free port; query it with nbio_local_address().
- * Returns a listener session: NBIO_ESTABLISHED when listening, or already
- * NBIO_TERMINATED with an error and detail (e.g. "listen 127.0.0.1:80:
+ * Returns a listener session: NBIO_STATUS_ESTABLISHED when listening, or already
+ * NBIO_STATUS_TERMINATED with an error and detail (e.g. "listen 127.0.0.1:80:
  * permission denied"). NULL only when out of memory. Accept with
  * nbio_accept(); nbio_read/nbio_write on a listener return NBIO_EUNSUPPORTED.
  */
@@ -87,7 +87,7 @@ NBIO_API nbio_session *nbio_unix_listen(const char *path, const nbio_listen_opti
 
 /**
  * Accepts one connection without blocking.
- * Returns NBIO_DATA with *out set to a new NBIO_ESTABLISHED session (owned by
+ * Returns NBIO_DATA with *out set to a new NBIO_STATUS_ESTABLISHED session (owned by
  * the caller), NBIO_IDLE when none is waiting, or a negative error. A
  * transient failure of one accept (the client reset before it was accepted,
  * out of file descriptors) returns the error without ending the listener.

@@ -5,7 +5,7 @@
  * Ciphertext moves to and from the wrapped session through the session
  * contract (never a file descriptor), so TLS runs over the mock transports in
  * tests exactly as over TCP. The handshake is non-blocking: a new TLS session
- * is NBIO_ESTABLISHING and the handshake progresses inside nbio_drive(),
+ * is NBIO_STATUS_ESTABLISHING and the handshake progresses inside nbio_drive(),
  * nbio_read(), nbio_write() and nbio_flush().
  *
  * Plaintext writes follow the contract: NBIO_DONE, or NBIO_PENDING with the
@@ -184,7 +184,7 @@ NBIO_API void *nbio_tls_config_ssl_ctx(const nbio_tls_config *cfg);
  * Takes ownership of inner, also on failure. Returns NULL only when inner is
  * NULL or memory runs out (inner is then freed); other failures return a
  * session already terminated with an error and detail. The session starts
- * NBIO_ESTABLISHING and takes its own reference on cfg.
+ * NBIO_STATUS_ESTABLISHING and takes its own reference on cfg.
  */
 NBIO_API nbio_session *nbio_tls_client(nbio_session *inner, nbio_tls_config *cfg,
                                        const char *host);

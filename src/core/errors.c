@@ -4,6 +4,17 @@
 
 #include "nbio/errors.h"
 
+/* glibc 2.32 has thread-safe errno descriptions and names; elsewhere
+ * (musl, older glibc) strerror() gives the description (musl's strings are
+ * static) and errnos outside the table have no name. */
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 32))
+#define errno_desc(e) strerrordesc_np(e)
+#define errno_name(e) strerrorname_np(e)
+#else
+#define errno_desc(e) strerror(e)
+#define errno_name(e) ((const char *)NULL)
+#endif
+
 const char *nbio_strerror(int err)
 {
     switch (err) {
@@ -23,7 +34,7 @@ const char *nbio_strerror(int err)
         break;
     }
     if (err < 0 && err > -4000) {
-        const char *d = strerrordesc_np(-err);
+        const char *d = errno_desc(-err);
         if (d != NULL)
             return d;
     }
@@ -49,7 +60,7 @@ const char *nbio_errname(int err)
         break;
     }
     if (err < 0 && err > -4000) {
-        const char *n = strerrorname_np(-err);
+        const char *n = errno_name(-err);
         if (n != NULL)
             return n;
     }

@@ -1,7 +1,6 @@
 /* The public session verbs: status checks around the layer vtables. */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,11 +20,22 @@ int64_t nbio_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-void nbio__session_init(nbio_session *s, const nbio__vtable *vt, nbio_state state)
+void nbio__session_init(nbio_session *s, const nbio__vtable *vt, bool establishing)
 {
     memset(s, 0, sizeof *s);
     s->vt = vt;
-    s->state = state;
+    s->phase = establishing ? NBIO__ESTABLISHING : NBIO__OPEN;
+}
+
+void nbio__layer_init(nbio_session *s, const nbio__vtable *vt, nbio_session *inner)
+{
+    assert(inner != NULL);
+    nbio__session_init(s, vt, true);
+    s->inner = inner;
+    if (inner->error != 0)
+        nbio__fail_from(s, inner, inner->error); /* say why the inner session failed */
+    else if (vt->establish == NULL && !nbio__is_establishing(inner))
+        nbio__established(s);
 }
 
 int nbio__errno(int e)
@@ -35,12 +45,19 @@ int nbio__errno(int e)
 
 static int fail_v(nbio_session *s, int err, const char *fmt, va_list ap)
 {
-    if (s->error != 0 && s->error != NBIO_EPEERCLOSED)
-        return err; /* the first real error wins */
-    if (s->error == NBIO_EPEERCLOSED && err == NBIO_EPEERCLOSED)
-        return err;
-    s->error = err;
-    s->state = NBIO_TERMINATED;
+    assert(err < 0);
+    if (s->error != 0)
+        return err; /* the first error that ended the session wins */
+    if (err == NBIO_EPEERCLOSED) {
+        if (s->read_end != 0)
+            return err;
+        s->read_end = err; /* the read direction only */
+    } else {
+        s->error = err;
+        s->phase = NBIO__ENDED;
+        if (s->read_end == 0)
+            s->read_end = err;
+    }
     if (fmt != NULL)
         vsnprintf(s->detail, sizeof s->detail, fmt, ap);
     else
@@ -63,22 +80,25 @@ int nbio__fail_from(nbio_session *s, const nbio_session *inner, int err)
     return nbio__fail(s, err, "%s", d);
 }
 
-/* Records a failure the layer returned without describing it. */
-static int settle(nbio_session *s, int r)
+int nbio__settle(nbio_session *s, int r)
 {
-    if (r < 0 && (s->error == 0 || (s->error == NBIO_EPEERCLOSED && r != NBIO_EPEERCLOSED)))
+    if (r < 0 && s->error == 0 && (r != NBIO_EPEERCLOSED || s->read_end == 0))
         nbio__fail(s, r, "%s: %s", s->vt->kind, nbio_strerror(r));
     return r;
 }
 
-nbio_state nbio_status(const nbio_session *s)
+enum nbio_status nbio_status(const nbio_session *s)
 {
-    return s != NULL ? s->state : NBIO_TERMINATED;
+    if (s == NULL || s->error != 0 || s->read_end != 0)
+        return NBIO_STATUS_TERMINATED;
+    return s->phase == NBIO__ESTABLISHING ? NBIO_STATUS_ESTABLISHING : NBIO_STATUS_ESTABLISHED;
 }
 
 int nbio_error(const nbio_session *s)
 {
-    return s != NULL ? s->error : NBIO_EINVAL;
+    if (s == NULL)
+        return NBIO_EINVAL;
+    return s->error != 0 ? s->error : s->read_end;
 }
 
 const char *nbio_detail(const nbio_session *s)
@@ -91,11 +111,51 @@ const char *nbio_kind(const nbio_session *s)
     return s != NULL ? s->vt->kind : "none";
 }
 
+void nbio_set_data(nbio_session *s, void *data)
+{
+    if (s != NULL)
+        s->data = data;
+}
+
+void *nbio_data(const nbio_session *s)
+{
+    return s != NULL ? s->data : NULL;
+}
+
+/* One drive step without the goodbye: the layer's establishment, its own
+ * drive, then the inner session's. */
+int nbio__drive_step(nbio_session *s)
+{
+    int r = NBIO_IDLE;
+    if (s->inner != NULL && s->phase == NBIO__ESTABLISHING) {
+        r = nbio__settle(s, nbio__chain_establish(s));
+        if (r < 0 || s->phase == NBIO__ESTABLISHING)
+            return r;
+    }
+    if (s->vt->drive != NULL) {
+        int d = nbio__settle(s, s->vt->drive(s));
+        if (d < 0)
+            return d;
+        if (d == NBIO_ACTIVE)
+            r = NBIO_ACTIVE;
+    }
+    if (s->inner != NULL && s->phase == NBIO__OPEN) {
+        int d = nbio_drive(s->inner);
+        if (d < 0)
+            return nbio__fail_from(s, s->inner, d);
+        if (d == NBIO_ACTIVE)
+            r = NBIO_ACTIVE;
+    }
+    return r;
+}
+
 static void mark_closed(nbio_session *s)
 {
-    if (s->error == 0 || s->error == NBIO_EPEERCLOSED) {
+    if (s->error == 0) {
         s->error = NBIO_ECLOSED;
-        s->state = NBIO_TERMINATED;
+        s->phase = NBIO__ENDED;
+        if (s->read_end == 0)
+            s->read_end = NBIO_ECLOSED;
         snprintf(s->detail, sizeof s->detail, "closed locally");
     }
 }
@@ -103,12 +163,10 @@ static void mark_closed(nbio_session *s)
 /* Continues a started shutdown/close. */
 static int progress_goodbye(nbio_session *s)
 {
-    int r = s->goodbye_done ? NBIO_DONE : settle(s, s->vt->shutdown(s));
-    if (r == NBIO_DONE) {
-        s->goodbye_done = true;
-        if (s->closing)
-            mark_closed(s);
-    }
+    assert(s->wside != NBIO__W_OPEN);
+    int r = nbio__settle(s, nbio__chain_goodbye(s));
+    if (r == NBIO_DONE && s->closing)
+        mark_closed(s);
     return r;
 }
 
@@ -117,10 +175,10 @@ int nbio_drive(nbio_session *s)
     if (s == NULL)
         return NBIO_EINVAL;
     nbio__touch(s);
-    if (!nbio__can_write(s))
+    if (s->error != 0)
         return s->error;
-    int r = settle(s, s->vt->drive(s));
-    if (r >= 0 && s->write_closed && !s->goodbye_done) {
+    int r = nbio__drive_step(s);
+    if (r >= 0 && s->wside != NBIO__W_OPEN && s->wside != NBIO__W_DONE) {
         int g = progress_goodbye(s);
         if (g < 0)
             return g;
@@ -135,11 +193,18 @@ int nbio_read(nbio_session *s, nbio_buf *out)
     if (s == NULL || out == NULL)
         return NBIO_EINVAL;
     nbio__touch(s);
-    if (s->error != 0)
-        return s->error;
+    if (s->error != 0 || s->read_end != 0)
+        return s->error != 0 ? s->error : s->read_end;
     if (s->vt->read == NULL)
         return NBIO_EUNSUPPORTED; /* a usage error: the session lives on */
-    return settle(s, s->vt->read(s, out));
+    int est = NBIO_IDLE;
+    if (s->inner != NULL && s->phase == NBIO__ESTABLISHING) {
+        est = nbio__settle(s, nbio__chain_establish(s));
+        if (est < 0 || s->phase == NBIO__ESTABLISHING)
+            return est;
+    }
+    int r = nbio__settle(s, s->vt->read(s, out));
+    return r == NBIO_IDLE ? est : r;
 }
 
 int nbio_write(nbio_session *s, nbio_buf *buf)
@@ -147,14 +212,21 @@ int nbio_write(nbio_session *s, nbio_buf *buf)
     if (s == NULL || buf == NULL || (buf->data == NULL && buf->len != 0))
         return NBIO_EINVAL;
     nbio__touch(s);
-    if (!nbio__can_write(s))
+    if (s->error != 0)
         return s->error;
-    if (s->write_closed)
+    if (s->wside != NBIO__W_OPEN)
         return NBIO_ECLOSED;
     if (s->vt->write == NULL)
         return NBIO_EUNSUPPORTED;
+    if (s->inner != NULL && s->phase == NBIO__ESTABLISHING) {
+        int r = nbio__settle(s, nbio__chain_establish(s));
+        if (r < 0)
+            return r;
+        if (s->phase == NBIO__ESTABLISHING && !s->vt->writes_while_establishing)
+            return NBIO_PENDING;
+    }
     /* An empty buffer still goes to the layer: an empty message is a message. */
-    return settle(s, s->vt->write(s, buf));
+    return nbio__settle(s, s->vt->write(s, buf));
 }
 
 long nbio_write_some(nbio_session *s, const void *data, size_t len)
@@ -186,13 +258,13 @@ int nbio_flush(nbio_session *s, int timeout_ms)
     nbio__touch(s);
     int64_t deadline = timeout_ms < 0 ? -1 : nbio_now_ms() + timeout_ms;
     for (;;) {
-        if (!nbio__can_write(s))
+        if (s->error != 0)
             return s->error;
         int r;
-        if (s->state == NBIO_ESTABLISHING) {
+        if (s->phase == NBIO__ESTABLISHING) {
             r = nbio_drive(s);
         } else {
-            r = settle(s, s->vt->flush(s));
+            r = nbio__settle(s, nbio__chain_flush(s));
             if (r == NBIO_DONE)
                 return NBIO_DONE;
         }
@@ -210,20 +282,10 @@ int nbio_shutdown(nbio_session *s)
     if (s == NULL)
         return NBIO_EINVAL;
     nbio__touch(s);
-    if (!nbio__can_write(s))
+    if (s->error != 0)
         return s->error == NBIO_ECLOSED ? NBIO_DONE : s->error;
-    if (s->goodbye_done)
-        return progress_goodbye(s);
-    if (s->state == NBIO_ESTABLISHING) {
-        int r = nbio_drive(s);
-        if (r < 0)
-            return r;
-        if (s->state == NBIO_ESTABLISHING) {
-            s->write_closed = true; /* the goodbye follows once established */
-            return NBIO_PENDING;
-        }
-    }
-    s->write_closed = true;
+    if (s->wside == NBIO__W_OPEN)
+        s->wside = NBIO__W_CLOSING;
     return progress_goodbye(s);
 }
 
@@ -246,96 +308,65 @@ void nbio_free(nbio_session *s)
     s->vt->free(s);
 }
 
-void nbio_set_data(nbio_session *s, void *data)
-{
-    if (s != NULL)
-        s->data = data;
-}
-
-void *nbio_data(const nbio_session *s)
-{
-    return s != NULL ? s->data : NULL;
-}
-
 int nbio_fd(const nbio_session *s)
 {
-    return s != NULL ? s->vt->fd(s) : -1;
+    if (s == NULL)
+        return -1;
+    if (s->vt->fd != NULL)
+        return s->vt->fd(s);
+    return s->inner != NULL ? nbio_fd(s->inner) : -1;
 }
 
 unsigned nbio_interest(const nbio_session *s)
 {
     if (s == NULL)
         return 0;
-    if (s->state == NBIO_TERMINATED && !nbio__can_write(s))
+    if (s->error != 0)
         return NBIO_READY; /* let the caller see the error */
-    return s->vt->interest(s);
+    return nbio__chain_interest(s);
 }
 
-int nbio_wait(nbio_session *const *sessions, size_t n, int timeout_ms)
+nbio_session *nbio__find_layer(const nbio_session *s, const nbio__vtable *vt)
 {
-    return nbio_wait_masked(sessions, NULL, n, timeout_ms);
-}
-
-int nbio_wait_masked(nbio_session *const *sessions, const unsigned *masks, size_t n,
-                     int timeout_ms)
-{
-    struct pollfd stack[64];
-    struct pollfd *pfd = n <= 64 ? stack : calloc(n, sizeof *pfd);
-    if (pfd == NULL)
-        return NBIO_ENOMEM;
-    int ready = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned want = sessions[i] != NULL ? nbio_interest(sessions[i]) : 0;
-        if (masks != NULL)
-            want &= masks[i];
-        pfd[i].fd = -1;
-        pfd[i].events = 0;
-        pfd[i].revents = 0;
-        if (want & NBIO_READY) {
-            ready++;
-            continue;
-        }
-        int fd = nbio_fd(sessions[i]);
-        if (fd < 0 || !(want & (NBIO_WANT_READ | NBIO_WANT_WRITE)))
-            continue;
-        pfd[i].fd = fd;
-        pfd[i].events = (short)(((want & NBIO_WANT_READ) ? POLLIN : 0) |
-                                ((want & NBIO_WANT_WRITE) ? POLLOUT : 0));
-    }
-    int r = poll(pfd, (nfds_t)n, ready > 0 ? 0 : timeout_ms);
-    if (r < 0 && errno != EINTR)
-        r = nbio__errno(errno);
-    else
-        r = ready + (r > 0 ? r : 0);
-    if (pfd != stack)
-        free(pfd);
-    return r;
+    while (s != NULL && s->vt != vt)
+        s = s->inner;
+    return (nbio_session *)s;
 }
 
 long nbio__read_into(nbio_session *inner, void *dst, size_t cap)
 {
-    if (inner->error != 0)
-        return inner->error;
+    if (inner->error != 0 || inner->read_end != 0)
+        return inner->error != 0 ? inner->error : inner->read_end;
     if (inner->vt->read_into == NULL)
         return nbio__fail(inner, NBIO_EUNSUPPORTED,
                           "%s: session cannot carry a message layer (no read_into)",
                           inner->vt->kind);
+    if (inner->inner != NULL && inner->phase == NBIO__ESTABLISHING) {
+        int r = nbio__settle(inner, nbio__chain_establish(inner));
+        if (r < 0 || inner->phase == NBIO__ESTABLISHING)
+            return r < 0 ? r : NBIO_IDLE;
+    }
     long r = inner->vt->read_into(inner, dst, cap);
     if (r < 0)
-        settle(inner, (int)r);
+        nbio__settle(inner, (int)r);
     return r;
 }
 
 long nbio__writev(nbio_session *inner, const struct iovec *iov, int iovcnt)
 {
-    if (!nbio__can_write(inner))
+    if (inner->error != 0)
         return inner->error;
-    if (inner->write_closed)
+    if (inner->wside != NBIO__W_OPEN)
         return NBIO_ECLOSED;
+    if (inner->inner != NULL && inner->phase == NBIO__ESTABLISHING) {
+        int r = nbio__settle(inner, nbio__chain_establish(inner));
+        if (r < 0 || inner->phase == NBIO__ESTABLISHING)
+            return r < 0 ? r : 0;
+    }
     if (inner->vt->writev != NULL) {
         long r = inner->vt->writev(inner, iov, iovcnt);
         if (r < 0)
-            settle(inner, (int)r);
+            nbio__settle(inner, (int)r);
         return r;
     }
     long total = 0;

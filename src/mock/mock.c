@@ -6,10 +6,8 @@
 #include "core/session.h"
 #include "nbio/mock.h"
 
-typedef struct step_queue {
-    nbio_mock_step *steps;
-    size_t head, len, cap;
-} step_queue;
+/* A queue of scripted steps, kept in a byte buffer. */
+typedef nbio__bytes step_queue;
 
 typedef struct nbio__mock {
     nbio_session base;
@@ -31,44 +29,26 @@ static nbio__mock *as_mock(const nbio_session *s)
 
 static int push_steps(step_queue *q, const nbio_mock_step *steps, size_t n)
 {
-    if (q->head + q->len + n > q->cap) {
-        if (q->len > 0)
-            memmove(q->steps, q->steps + q->head, q->len * sizeof *q->steps);
-        q->head = 0;
-        if (q->len + n > q->cap) {
-            size_t cap = q->cap ? q->cap * 2 : 16;
-            while (cap < q->len + n)
-                cap *= 2;
-            nbio_mock_step *p = realloc(q->steps, cap * sizeof *p);
-            if (p == NULL)
-                return NBIO_ENOMEM;
-            q->steps = p;
-            q->cap = cap;
-        }
-    }
-    memcpy(q->steps + q->head + q->len, steps, n * sizeof *steps);
-    q->len += n;
-    return 0;
+    return nbio__bytes_append(q, steps, n * sizeof *steps);
 }
 
 static const nbio_mock_step *next_step(const step_queue *q)
 {
-    return q->len > 0 ? &q->steps[q->head] : NULL;
+    return q->len > 0 ? (const nbio_mock_step *)(const void *)nbio__bytes_peek(q) : NULL;
 }
 
 static void pop_step(step_queue *q)
 {
-    q->head++;
-    q->len--;
+    nbio__bytes_rack(q, sizeof(nbio_mock_step));
 }
 
 /* Counts a drive while establishing. */
 static bool establishing(nbio__mock *m)
 {
-    if (m->base.state != NBIO_ESTABLISHING)
+    if (m->base.phase != NBIO__ESTABLISHING)
         return false;
     if (--m->drives_left <= 0)
-        m->base.state = NBIO_ESTABLISHED;
+        nbio__established(&m->base);
     return true;
 }
 
@@ -120,7 +100,7 @@ static long mock_read_into(nbio_session *s, void *dst, size_t cap)
 static int mock_read(nbio_session *s, nbio_buf *out)
 {
     nbio__mock *m = (nbio__mock *)s;
-    bool was_establishing = s->state == NBIO_ESTABLISHING;
+    bool was_establishing = s->phase == NBIO__ESTABLISHING;
     long n = mock_read_into(s, m->rbuf, sizeof m->rbuf);
     if (n <= 0)
         return was_establishing ? NBIO_ACTIVE : (int)n;
@@ -184,16 +164,10 @@ static int mock_write(nbio_session *s, nbio_buf *buf)
     return buf->len == 0 ? NBIO_DONE : NBIO_PENDING;
 }
 
-static int mock_flush(nbio_session *s)
-{
-    (void)s;
-    return NBIO_DONE;
-}
-
-static int mock_shutdown(nbio_session *s)
+static int mock_goodbye(nbio_session *s)
 {
     nbio__mock *m = (nbio__mock *)s;
-    if (s->state == NBIO_ESTABLISHING)
+    if (s->phase == NBIO__ESTABLISHING)
         return NBIO_PENDING;
     m->goodbyes++;
     return NBIO_DONE;
@@ -204,23 +178,17 @@ static void mock_free(nbio_session *s)
     nbio__mock *m = (nbio__mock *)s;
     nbio__bytes_free(&m->in);
     nbio__bytes_free(&m->out);
-    free(m->rsteps.steps);
-    free(m->wsteps.steps);
+    nbio__bytes_free(&m->rsteps);
+    nbio__bytes_free(&m->wsteps);
     free(m);
-}
-
-static int mock_fd(const nbio_session *s)
-{
-    (void)s;
-    return -1;
 }
 
 static unsigned mock_interest(const nbio_session *s)
 {
     const nbio__mock *m = (const nbio__mock *)s;
-    if (s->error != 0) /* the read side ended: only writes are left */
+    if (nbio__read_ended(s)) /* only writes are left */
         return 0;
-    return (m->in.len > 0 || m->eof || s->state == NBIO_ESTABLISHING) ? NBIO_READY
+    return (m->in.len > 0 || m->eof || s->phase == NBIO__ESTABLISHING) ? NBIO_READY
                                                                        : NBIO_WANT_READ;
 }
 
@@ -231,10 +199,8 @@ static const nbio__vtable mock_vtable = {
     .write = mock_write,
     .read_into = mock_read_into,
     .writev = mock_writev,
-    .flush = mock_flush,
-    .shutdown = mock_shutdown,
+    .goodbye = mock_goodbye,
     .free = mock_free,
-    .fd = mock_fd,
     .interest = mock_interest,
 };
 
@@ -245,8 +211,7 @@ nbio_session *nbio_mock_new(const nbio_mock_options *opt)
         return NULL;
     if (opt != NULL)
         m->opt = *opt;
-    nbio__session_init(&m->base, &mock_vtable,
-                       m->opt.establish_after > 0 ? NBIO_ESTABLISHING : NBIO_ESTABLISHED);
+    nbio__session_init(&m->base, &mock_vtable, m->opt.establish_after > 0);
     m->drives_left = m->opt.establish_after;
     return &m->base;
 }

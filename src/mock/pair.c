@@ -36,12 +36,6 @@ static pair_dir *tx(nbio__pair_end *e)
     return &e->sh->dir[e->side];
 }
 
-static int pair_drive(nbio_session *s)
-{
-    (void)s;
-    return NBIO_IDLE;
-}
-
 static long pair_read_into(nbio_session *s, void *dst, size_t cap)
 {
     nbio__pair_end *e = (nbio__pair_end *)s;
@@ -109,13 +103,7 @@ static int pair_write(nbio_session *s, nbio_buf *buf)
     return buf->len == 0 ? NBIO_DONE : NBIO_PENDING;
 }
 
-static int pair_flush(nbio_session *s)
-{
-    (void)s;
-    return NBIO_DONE;
-}
-
-static int pair_shutdown(nbio_session *s)
+static int pair_goodbye(nbio_session *s)
 {
     tx((nbio__pair_end *)s)->shut = true;
     return NBIO_DONE;
@@ -134,32 +122,23 @@ static void pair_free(nbio_session *s)
     free(e);
 }
 
-static int pair_fd(const nbio_session *s)
-{
-    (void)s;
-    return -1;
-}
-
 static unsigned pair_interest(const nbio_session *s)
 {
     nbio__pair_end *e = (nbio__pair_end *)s;
     pair_dir *d = rx(e);
-    if (s->error != 0) /* the read side ended: only writes are left */
+    if (nbio__read_ended(s)) /* only writes are left */
         return 0;
     return (d->q.len > 0 || d->shut || d->gone) ? NBIO_READY : NBIO_WANT_READ;
 }
 
 static const nbio__vtable pair_vtable = {
     .kind = "pair",
-    .drive = pair_drive,
     .read = pair_read,
     .write = pair_write,
     .read_into = pair_read_into,
     .writev = pair_writev,
-    .flush = pair_flush,
-    .shutdown = pair_shutdown,
+    .goodbye = pair_goodbye,
     .free = pair_free,
-    .fd = pair_fd,
     .interest = pair_interest,
 };
 
@@ -179,8 +158,8 @@ int nbio_pair_new(nbio_session **a, nbio_session **b, const nbio_pair_options *o
     if (sh->opt.capacity == 0)
         sh->opt.capacity = 65536;
     sh->refs = 2;
-    nbio__session_init(&ea->base, &pair_vtable, NBIO_ESTABLISHED);
-    nbio__session_init(&eb->base, &pair_vtable, NBIO_ESTABLISHED);
+    nbio__session_init(&ea->base, &pair_vtable, false);
+    nbio__session_init(&eb->base, &pair_vtable, false);
     ea->sh = eb->sh = sh;
     ea->side = 0;
     eb->side = 1;

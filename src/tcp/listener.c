@@ -30,18 +30,6 @@ void nbio_listen_options_init(nbio_listen_options *o)
     nbio_tcp_options_init(&o->accepted);
 }
 
-static int listener_drive(nbio_session *s)
-{
-    (void)s;
-    return NBIO_IDLE;
-}
-
-static int listener_done(nbio_session *s)
-{
-    (void)s;
-    return NBIO_DONE;
-}
-
 static void listener_free(nbio_session *s)
 {
     nbio__listener *l = (nbio__listener *)s;
@@ -68,11 +56,6 @@ static unsigned listener_interest(const nbio_session *s)
 
 static const nbio__vtable listener_vtable = {
     .kind = "listener",
-    .drive = listener_drive,
-    .read = NULL,
-    .write = NULL,
-    .flush = listener_done,
-    .shutdown = listener_done,
     .free = listener_free,
     .fd = listener_fd,
     .interest = listener_interest,
@@ -87,7 +70,7 @@ static nbio__listener *listener_new(const nbio_listen_options *opt, nbio_listen_
     nbio__listener *l = calloc(1, sizeof *l);
     if (l == NULL)
         return NULL;
-    nbio__session_init(&l->base, &listener_vtable, NBIO_ESTABLISHING);
+    nbio__session_init(&l->base, &listener_vtable, true);
     l->fd = -1;
     l->spare_fd = -1;
     l->accepted = o->accepted;
@@ -125,7 +108,7 @@ static void bind_listen(nbio__listener *l, const nbio_listen_options *o, const c
     }
     l->fd = fd;
     l->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    l->base.state = NBIO_ESTABLISHED;
+    nbio__established(&l->base);
 }
 
 /* Out of file descriptors, the connection stays queued and the listener
@@ -200,6 +183,7 @@ int nbio_accept(nbio_session *s, nbio_session **out)
         return NBIO_EUNSUPPORTED;
     if (s->error != 0)
         return s->error;
+    nbio__touch(s);
     nbio__listener *l = (nbio__listener *)s;
     for (;;) {
         int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -216,7 +200,9 @@ int nbio_accept(nbio_session *s, nbio_session **out)
         case EAGAIN:
             return NBIO_IDLE;
         case EMFILE:
-        case ENFILE: {
+        case ENFILE:
+        case ENOBUFS:
+        case ENOMEM: {
             int e = nbio__errno(errno);
             drop_one_connection(l);
             return e; /* transient: the listener lives on */
@@ -230,8 +216,6 @@ int nbio_accept(nbio_session *s, nbio_session **out)
         case EHOSTUNREACH:
         case EOPNOTSUPP:
         case ENETUNREACH:
-        case ENOBUFS:
-        case ENOMEM:
         case EPERM:
             return nbio__errno(errno); /* transient: the listener lives on */
         default: {

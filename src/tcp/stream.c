@@ -46,9 +46,8 @@ void nbio__stream_sockopts(int fd, int domain, const nbio_tcp_options *o)
 
 const nbio__stream *nbio__stream_of(const nbio_session *s)
 {
-    while (s != NULL && s->vt != &nbio__tcp_vtable && s->vt != &nbio__unix_vtable)
-        s = s->inner;
-    return (const nbio__stream *)s;
+    const nbio_session *t = nbio__find_layer(s, &nbio__tcp_vtable);
+    return (const nbio__stream *)(t != NULL ? t : nbio__find_layer(s, &nbio__unix_vtable));
 }
 
 static void close_fd(nbio__stream *t)
@@ -60,7 +59,7 @@ static void close_fd(nbio__stream *t)
 
 static void become_established(nbio__stream *t)
 {
-    t->base.state = NBIO_ESTABLISHED;
+    nbio__established(&t->base);
     nbio__resolve_free(t->resolver);
     t->resolver = NULL;
     free(t->addrs);
@@ -168,7 +167,7 @@ static int stream_establish(nbio__stream *t)
 static int stream_drive(nbio_session *s)
 {
     nbio__stream *t = (nbio__stream *)s;
-    if (s->state == NBIO_ESTABLISHING)
+    if (s->phase == NBIO__ESTABLISHING)
         return stream_establish(t);
     return NBIO_IDLE;
 }
@@ -176,7 +175,7 @@ static int stream_drive(nbio_session *s)
 static long stream_read_into(nbio_session *s, void *dst, size_t cap)
 {
     nbio__stream *t = (nbio__stream *)s;
-    if (s->state == NBIO_ESTABLISHING) {
+    if (s->phase == NBIO__ESTABLISHING) {
         int r = stream_establish(t);
         return r < 0 ? r : NBIO_IDLE;
     }
@@ -198,9 +197,9 @@ static long stream_read_into(nbio_session *s, void *dst, size_t cap)
 static int stream_read(nbio_session *s, nbio_buf *out)
 {
     nbio__stream *t = (nbio__stream *)s;
-    if (s->state == NBIO_ESTABLISHING) {
+    if (s->phase == NBIO__ESTABLISHING) {
         int r = stream_establish(t);
-        return r < 0 ? r : (s->state == NBIO_ESTABLISHED ? NBIO_ACTIVE : r);
+        return r < 0 ? r : (s->phase == NBIO__OPEN ? NBIO_ACTIVE : r);
     }
     if (t->rbuf == NULL) {
         t->rbuf = malloc(t->rcap);
@@ -218,9 +217,9 @@ static int stream_read(nbio_session *s, nbio_buf *out)
 static long stream_writev(nbio_session *s, const struct iovec *iov, int iovcnt)
 {
     nbio__stream *t = (nbio__stream *)s;
-    if (s->state == NBIO_ESTABLISHING) {
+    if (s->phase == NBIO__ESTABLISHING) {
         int r = stream_establish(t);
-        if (r < 0 || s->state == NBIO_ESTABLISHING)
+        if (r < 0 || s->phase == NBIO__ESTABLISHING)
             return r < 0 ? r : 0;
     }
     struct msghdr mh;
@@ -250,11 +249,11 @@ static long stream_writev(nbio_session *s, const struct iovec *iov, int iovcnt)
 static int stream_write(nbio_session *s, nbio_buf *buf)
 {
     nbio__stream *t = (nbio__stream *)s;
-    if (s->state == NBIO_ESTABLISHING) {
+    if (s->phase == NBIO__ESTABLISHING) {
         int r = stream_establish(t);
         if (r < 0)
             return r;
-        if (s->state == NBIO_ESTABLISHING)
+        if (s->phase == NBIO__ESTABLISHING)
             return NBIO_PENDING;
     }
     for (;;) {
@@ -276,16 +275,10 @@ static int stream_write(nbio_session *s, nbio_buf *buf)
     }
 }
 
-static int stream_flush(nbio_session *s)
-{
-    (void)s;
-    return NBIO_DONE; /* writes go straight to the socket */
-}
-
-static int stream_shutdown(nbio_session *s)
+static int stream_goodbye(nbio_session *s)
 {
     nbio__stream *t = (nbio__stream *)s;
-    if (s->state == NBIO_ESTABLISHING)
+    if (s->phase == NBIO__ESTABLISHING)
         return NBIO_PENDING;
     if (t->fd >= 0)
         (void)shutdown(t->fd, SHUT_WR); /* a reset peer is reported by reads */
@@ -314,7 +307,7 @@ static int stream_fd(const nbio_session *s)
 static unsigned stream_interest(const nbio_session *s)
 {
     const nbio__stream *t = (const nbio__stream *)s;
-    if (s->state == NBIO_ESTABLISHING) {
+    if (s->phase == NBIO__ESTABLISHING) {
         if (t->fd < 0 && t->resolver == NULL)
             return NBIO_READY; /* a connect to retry (a full Unix backlog) */
         bool ww = t->fd >= 0;
@@ -323,38 +316,29 @@ static unsigned stream_interest(const nbio_session *s)
         return ww ? NBIO_WANT_WRITE : NBIO_WANT_READ;
     }
     unsigned w = t->write_blocked ? NBIO_WANT_WRITE : 0;
-    if (s->error == 0)
+    if (!nbio__read_ended(s))
         w |= NBIO_WANT_READ;
     return w;
 }
 
-const nbio__vtable nbio__tcp_vtable = {
-    .kind = "tcp",
-    .drive = stream_drive,
-    .read = stream_read,
-    .write = stream_write,
-    .read_into = stream_read_into,
-    .writev = stream_writev,
-    .flush = stream_flush,
-    .shutdown = stream_shutdown,
-    .free = stream_free,
-    .fd = stream_fd,
-    .interest = stream_interest,
-};
+/* TCP and Unix sockets share everything but the name. Writes go straight
+ * to the socket: no flush of their own. */
+#define STREAM_VTABLE(name)            \
+    {                                  \
+        .kind = name,                  \
+        .drive = stream_drive,         \
+        .read = stream_read,           \
+        .write = stream_write,         \
+        .read_into = stream_read_into, \
+        .writev = stream_writev,       \
+        .goodbye = stream_goodbye,     \
+        .free = stream_free,           \
+        .fd = stream_fd,               \
+        .interest = stream_interest,   \
+    }
 
-const nbio__vtable nbio__unix_vtable = {
-    .kind = "unix",
-    .drive = stream_drive,
-    .read = stream_read,
-    .write = stream_write,
-    .read_into = stream_read_into,
-    .writev = stream_writev,
-    .flush = stream_flush,
-    .shutdown = stream_shutdown,
-    .free = stream_free,
-    .fd = stream_fd,
-    .interest = stream_interest,
-};
+const nbio__vtable nbio__tcp_vtable = STREAM_VTABLE("tcp");
+const nbio__vtable nbio__unix_vtable = STREAM_VTABLE("unix");
 
 static nbio__stream *stream_new(const nbio__vtable *vt, const nbio_tcp_options *opt,
                                 const char *target)
@@ -362,7 +346,7 @@ static nbio__stream *stream_new(const nbio__vtable *vt, const nbio_tcp_options *
     nbio__stream *t = calloc(1, sizeof *t);
     if (t == NULL)
         return NULL;
-    nbio__session_init(&t->base, vt, NBIO_ESTABLISHING);
+    nbio__session_init(&t->base, vt, true);
     t->fd = -1;
     if (opt != NULL)
         t->opt = *opt;
@@ -472,6 +456,6 @@ nbio_session *nbio_stream_from_fd(int fd, const nbio_tcp_options *opt)
     len = sizeof ss;
     if (getpeername(fd, (struct sockaddr *)&ss, &len) == 0)
         nbio__format_sockaddr((struct sockaddr *)&ss, len, t->target, sizeof t->target);
-    t->base.state = NBIO_ESTABLISHED;
+    nbio__established(&t->base);
     return &t->base;
 }
