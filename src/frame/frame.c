@@ -259,8 +259,9 @@ static int frame_write(nbio_session *s, nbio_buf *buf)
     if (total > f->out.max)
         return stream_start(f, buf, hdr, hl, tl);
     /* The common case: the whole frame into the write buffer, one copy. */
-    size_t room;
-    unsigned char *p = nbio__bytes_wbuf(&f->out, f->out.len + total, &room);
+    size_t room = f->out.cap - f->out.head - f->out.len; /* the tail: no call when it fits */
+    unsigned char *p = room >= total && room > 0 ? f->out.data + f->out.head + f->out.len
+                                     : nbio__bytes_wbuf(&f->out, f->out.len + total, &room);
     if (room < total) {
         if ((r = flush_out(f, NULL)) < 0)
             return r;
