@@ -91,15 +91,6 @@ static int frame_drive(nbio_session *s)
     return wrote ? NBIO_ACTIVE : NBIO_IDLE;
 }
 
-/* Drops the frame handed out last; shrinks a buffer a large frame grew. */
-static void release_last(nbio__frame *f)
-{
-    nbio__bytes_rack(&f->in, f->handed_out);
-    f->handed_out = 0;
-    f->scanned = 0;
-    nbio__bytes_shrink(&f->in);
-}
-
 /* Decodes the frame at the start of the buffer: 1 (info filled), 0 (more
  * bytes needed) or an error. */
 static int decode(nbio__frame *f, size_t skip, size_t scanned, bool eof, nbio_frame_info *info)
@@ -124,24 +115,17 @@ static int frame_read(nbio_session *s, nbio_buf *out)
 {
     nbio__frame *f = (nbio__frame *)s;
     nbio_frame_info info = {0, 0, 0, 0};
-    if (f->handed_out && f->out.len == 0 && f->in.cap <= f->opt.read_buffer_size) {
-        /* The hot path of a burst: the next frame is often buffered already. */
+    if (f->handed_out) { /* the frame handed out last is dropped now */
         nbio__bytes_rack(&f->in, f->handed_out);
         f->handed_out = 0;
         f->scanned = 0;
-        if (decode(f, 0, 0, f->inner_eof, &info) == 1)
-            return hand_out(f, &info, out);
     }
-    if (f->handed_out)
-        release_last(f);
     int r;
-    if (f->out.len > 0 && (r = flush_out(f, NULL)) < 0)
-        return r;
     bool got_bytes = false;
     for (;;) {
         size_t have = f->in.len;
         r = decode(f, 0, f->scanned, f->inner_eof, &info);
-        if (r == 1)
+        if (r == 1) /* a burst hands out what is buffered without flushing */
             return hand_out(f, &info, out);
         if (r == NBIO_ETOOLARGE)
             return nbio__fail(s, r, "%s frame larger than the limit of %zu bytes", f->st->name,
@@ -149,6 +133,10 @@ static int frame_read(nbio_session *s, nbio_buf *out)
         if (r < 0)
             return nbio__fail(s, r, "malformed %s frame: %s", f->st->name, nbio_strerror(r));
         f->scanned = have;
+        /* Nothing more to hand out: what was written meanwhile (the answers
+         * to a burst) goes out now, in one send, before more is read. */
+        if (f->out.len > 0 && (r = flush_out(f, NULL)) < 0)
+            return r;
         if (f->inner_eof) {
             if (have > 0)
                 return nbio__fail(s, NBIO_ETRUNCATED,
@@ -177,6 +165,7 @@ static int frame_read(nbio_session *s, nbio_buf *out)
         if (n < 0)
             return nbio__fail_from(s, s->inner, (int)n);
         if (n == 0) {
+            nbio__bytes_shrink(&f->in); /* a burst of large frames is over */
             release_idle(f);
             return NBIO_IDLE;
         }
