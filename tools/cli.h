@@ -50,6 +50,11 @@ bool cli_framing(const char *cmd, const char *value, const nbio_frame_strategy *
  * multiples). Returns false (after a usage message) when malformed or 0. */
 bool cli_size(const char *cmd, const char *option, const char *value, size_t *out);
 
+/* Parses a plain whole number within [min, max]. Returns false (after a
+ * usage message) when malformed or out of range. */
+bool cli_count(const char *cmd, const char *option, const char *value, size_t min, size_t max,
+               size_t *out);
+
 /* True when an address names a Unix socket (it contains a '/'). */
 bool cli_is_unix_path(const char *addr);
 

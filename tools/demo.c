@@ -311,7 +311,7 @@ static void start_tls_server(demo_ctx *ctx)
         return;
     }
     echo_server_config ecfg = {"127.0.0.1:0", &nbio_frame_u64le, 0, stderr,
-                               "nbio demo: TLS echo server", cfg};
+                               "nbio demo: TLS echo server", cfg, 0, 0};
     ctx->tls_echo = echo_server_open(&ecfg, ctx->tls_error, sizeof ctx->tls_error);
     nbio_tls_config_unref(cfg); /* the server keeps its own reference */
     if (ctx->tls_echo != NULL)
@@ -351,7 +351,7 @@ int cli_demo(int argc, char **argv)
     demo_ctx ctx;
     memset(&ctx, 0, sizeof ctx);
     char err[400];
-    echo_server_config cfg = {"127.0.0.1:0", NULL, 0, stderr, "nbio demo: echo server", NULL};
+    echo_server_config cfg = {"127.0.0.1:0", NULL, 0, stderr, "nbio demo: echo server", NULL, 0, 0};
     ctx.echo = echo_server_open(&cfg, err, sizeof err);
     if (ctx.echo == NULL) {
         fprintf(stderr, "nbio demo: cannot start the echo server: %s\n", err);

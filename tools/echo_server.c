@@ -1,7 +1,7 @@
 /* The echo server engine and the `nbio echo-server` subcommand. */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <poll.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,60 +9,74 @@
 
 #include "cli.h"
 #include "echo_server.h"
+#include "log.h"
+#include "nbio/poll.h"
 #include "nbio/tcp.h"
 
-#define CLOSE_GRACE_MS 5000 /* how long a graceful close may take */
-#define READS_PER_STEP 64   /* fairness: payloads echoed per client per step */
+#define CLOSE_GRACE_MS 5000  /* how long a graceful close may take */
+#define READS_PER_STEP 64    /* fairness: payloads echoed per client per event */
 #define ACCEPTS_PER_STEP 64
+#define EVENTS_PER_STEP 256
+#define ACCEPT_BACKOFF_MS 100 /* out of descriptors: pause accepting this long */
+#define TLS_HANDSHAKE_CHECK_MS 11000 /* drive a silent TLS client past its handshake limit */
 
 typedef enum client_state {
     CLIENT_ECHOING, /* reading and echoing */
-    CLIENT_CLOSING  /* the client half-closed; everything was echoed; closing */
+    CLIENT_CLOSING, /* the client half-closed and everything was echoed: our goodbye */
+    CLIENT_LINGER   /* our goodbye is out: wait for the client's end of stream */
 } client_state;
 
 typedef struct echo_client {
     nbio_session *s;
-    char name[96];
+    size_t index; /* in srv->clients */
+    char name[104];
     client_state state;
-    /* An echo the session could not take at once: pend holds a copy of
-     * the rest, and `rest` is what to resubmit. */
+    /* An echo the session did not take whole: `rest` points into the
+     * session's read buffer, which stays valid until the next read, and no
+     * read happens while it is pending. */
     bool pending;
     nbio_buf rest;
-    unsigned char *pend;
-    size_t pend_cap;
-    int64_t close_deadline;
+    int64_t last_msg;       /* when the last whole message arrived */
+    int64_t close_deadline; /* CLOSING/LINGER: drop after this */
 } echo_client;
 
 struct echo_server {
     nbio_session *listener;
+    nbio_poller *poller;
     char address[128];
     const nbio_frame_strategy *framing;
     nbio_frame_options fopt;
     nbio_tls_config *tls; /* our reference; NULL: plaintext */
-    FILE *log;
-    const char *prefix;
+    cli_log log;
+    int idle_timeout_ms;
+    size_t max_clients;
     unsigned long next_id;
     echo_client **clients;
     size_t n, cap;
-    struct pollfd *pfd;
-    size_t pfd_cap;
+    int64_t now; /* the clock of the current step */
+    bool draining;
+    int64_t drain_deadline;
 };
 
 echo_server *echo_server_open(const echo_server_config *cfg, char *err, size_t errlen)
 {
     echo_server *srv = calloc(1, sizeof *srv);
-    if (srv == NULL) {
+    if (srv == NULL || (srv->poller = nbio_poller_new()) == NULL) {
         snprintf(err, errlen, "NBIO_ENOMEM: out of memory");
+        free(srv);
         return NULL;
     }
     srv->framing = cfg->framing;
     if (cfg->tls != NULL)
         srv->tls = nbio_tls_config_ref(cfg->tls);
     nbio_frame_options_init(&srv->fopt);
+    srv->fopt.release_buffers = true; /* idle clients hold no buffers */
     if (cfg->max_frame > 0)
         srv->fopt.max_frame = cfg->max_frame;
-    srv->log = cfg->log != NULL ? cfg->log : stderr;
-    srv->prefix = cfg->log_prefix != NULL ? cfg->log_prefix : "echo-server";
+    cli_log_init(&srv->log, cfg->log, cfg->log_prefix != NULL ? cfg->log_prefix : "echo-server",
+                 20);
+    srv->idle_timeout_ms = cfg->idle_timeout_ms > 0 ? cfg->idle_timeout_ms : 0;
+    srv->max_clients = cfg->max_clients > 0 ? cfg->max_clients : 10000;
     srv->listener = cli_is_unix_path(cfg->listen) ? nbio_unix_listen(cfg->listen, NULL)
                                                   : nbio_tcp_listen(cfg->listen, NULL);
     if (srv->listener == NULL || nbio_status(srv->listener) != NBIO_STATUS_ESTABLISHED) {
@@ -71,6 +85,12 @@ echo_server *echo_server_open(const echo_server_config *cfg, char *err, size_t e
         else
             snprintf(err, errlen, "%s: %s", nbio_errname(nbio_error(srv->listener)),
                      nbio_detail(srv->listener));
+        echo_server_free(srv);
+        return NULL;
+    }
+    int r = nbio_poller_add(srv->poller, srv->listener);
+    if (r < 0) {
+        snprintf(err, errlen, "%s: poller: %s", nbio_errname(r), nbio_strerror(r));
         echo_server_free(srv);
         return NULL;
     }
@@ -90,36 +110,49 @@ size_t echo_server_clients(const echo_server *srv)
     return srv->n;
 }
 
-static void client_free(echo_client *c)
+/* Removes and frees a client. */
+static void remove_client(echo_server *srv, echo_client *c)
 {
-    nbio_free(c->s);
-    free(c->pend);
+    size_t i = c->index;
+    srv->clients[i] = srv->clients[--srv->n];
+    srv->clients[i]->index = i;
+    nbio_free(c->s); /* also leaves the poller */
     free(c);
 }
 
-/* Removes client i (swapping the last one into its place). */
-static void remove_client(echo_server *srv, size_t i)
+static void drop_client(echo_server *srv, echo_client *c, int err)
 {
-    client_free(srv->clients[i]);
-    srv->clients[i] = srv->clients[--srv->n];
-}
-
-static void drop_client(echo_server *srv, size_t i, int err)
-{
-    echo_client *c = srv->clients[i];
     const char *what = srv->tls != NULL && !nbio_tls_handshake_done(c->s)
                            ? "TLS handshake failed, dropped client"
                            : "dropped client";
-    fprintf(srv->log, "%s: %s %s: %s: %s\n", srv->prefix, what, c->name, nbio_errname(err),
-            nbio_detail(c->s)[0] ? nbio_detail(c->s) : nbio_strerror(err));
-    fflush(srv->log);
-    remove_client(srv, i);
+    cli_log_line(&srv->log, "%s %s: %s: %s", what, c->name, nbio_errname(err),
+                 nbio_detail(c->s)[0] ? nbio_detail(c->s) : nbio_strerror(err));
+    remove_client(srv, c);
+}
+
+/* The client's next deadline, or -1. */
+static int64_t client_deadline(const echo_server *srv, const echo_client *c)
+{
+    if (c->state != CLIENT_ECHOING)
+        return c->close_deadline;
+    if (srv->draining)
+        return srv->drain_deadline;
+    if (srv->idle_timeout_ms > 0)
+        return c->last_msg + srv->idle_timeout_ms;
+    if (srv->tls != NULL && !nbio_tls_handshake_done(c->s))
+        return c->last_msg + TLS_HANDSHAKE_CHECK_MS;
+    return -1;
+}
+
+static void arm_timer(echo_server *srv, echo_client *c)
+{
+    (void)nbio_poller_set_timer(srv->poller, c->s, client_deadline(srv, c));
 }
 
 static int add_client(echo_server *srv, nbio_session *s)
 {
     if (srv->n == srv->cap) {
-        size_t cap = srv->cap ? srv->cap * 2 : 16;
+        size_t cap = srv->cap ? srv->cap * 2 : 64;
         echo_client **p = realloc(srv->clients, cap * sizeof *p);
         if (p == NULL) {
             nbio_free(s);
@@ -147,11 +180,21 @@ static int add_client(echo_server *srv, nbio_session *s)
     }
     c->s = s;
     c->state = CLIENT_ECHOING;
+    c->last_msg = srv->now;
+    nbio_set_data(s, c);
+    int r = nbio_poller_add(srv->poller, s);
+    if (r < 0) {
+        nbio_free(s);
+        free(c);
+        return r;
+    }
+    c->index = srv->n;
     srv->clients[srv->n++] = c;
+    arm_timer(srv, c);
     return 0;
 }
 
-/* Accepts every waiting connection (up to a bound). Returns how many, or a
+/* Accepts waiting connections (up to a bound). Returns how many, or a
  * negative error when the listener itself failed. */
 static int accept_clients(echo_server *srv)
 {
@@ -163,16 +206,30 @@ static int accept_clients(echo_server *srv)
             break;
         if (r < 0) {
             if (nbio_status(srv->listener) == NBIO_STATUS_TERMINATED) {
-                fprintf(srv->log, "%s: listener failed: %s: %s\n", srv->prefix,
-                        nbio_errname(r), nbio_detail(srv->listener));
+                cli_log_line(&srv->log, "listener failed: %s: %s", nbio_errname(r),
+                             nbio_detail(srv->listener));
                 return r;
             }
-            fprintf(srv->log, "%s: accept: %s: %s\n", srv->prefix, nbio_errname(r),
-                    nbio_strerror(r));
-            break; /* transient (e.g. out of file descriptors): try again later */
+            /* Transient (out of descriptors or memory: the listener dropped
+             * the waiting connection). Pause accepting for a while instead
+             * of spinning on the same error. */
+            cli_log_line(&srv->log, "accept: %s: %s (pausing accepts for %d ms)",
+                         nbio_errname(r), nbio_strerror(r), ACCEPT_BACKOFF_MS);
+            (void)nbio_poller_set_mask(srv->poller, srv->listener, 0);
+            (void)nbio_poller_set_timer(srv->poller, srv->listener,
+                                        srv->now + ACCEPT_BACKOFF_MS);
+            break;
         }
-        if (add_client(srv, s) < 0) {
-            fprintf(srv->log, "%s: out of memory for a new client\n", srv->prefix);
+        if (srv->n >= srv->max_clients) {
+            char peer[80] = "";
+            (void)nbio_peer_address(s, peer, sizeof peer);
+            cli_log_line(&srv->log, "refused client %s: %zu clients already (--max-clients)",
+                         peer[0] ? peer : "(unknown)", srv->n);
+            nbio_free(s);
+            continue;
+        }
+        if ((r = add_client(srv, s)) < 0) {
+            cli_log_line(&srv->log, "cannot serve a new client: %s", nbio_strerror(r));
             break;
         }
         got++;
@@ -180,181 +237,205 @@ static int accept_clients(echo_server *srv)
     return got;
 }
 
-/* Keeps a copy of the part of an echo the session did not take. */
-static int keep_rest(echo_client *c, const nbio_buf *rest)
+/* Reads on hold while an echo is pending: only writability wakes it. */
+static void set_pending(echo_server *srv, echo_client *c, bool pending)
 {
-    if (rest->len > c->pend_cap) {
-        unsigned char *p = realloc(c->pend, rest->len);
-        if (p == NULL)
-            return NBIO_ENOMEM;
-        c->pend = p;
-        c->pend_cap = rest->len;
+    if (c->pending != pending) {
+        c->pending = pending;
+        (void)nbio_poller_set_mask(srv->poller, c->s, pending ? NBIO_WANT_WRITE : ~0u);
     }
-    memcpy(c->pend, rest->data, rest->len);
-    c->rest.data = c->pend;
-    c->rest.len = rest->len;
-    c->pending = true;
-    return 0;
 }
 
-/* Serves an echoing client. Returns progress (>= 0) or a negative error. */
-static int serve_echoing(echo_client *c)
+/* Starts our goodbye. */
+static void start_closing(echo_server *srv, echo_client *c)
 {
-    int progress = 0;
+    c->state = CLIENT_CLOSING;
+    c->close_deadline = srv->now + CLOSE_GRACE_MS;
+    if (srv->draining && c->close_deadline > srv->drain_deadline)
+        c->close_deadline = srv->drain_deadline;
+    set_pending(srv, c, false);
+    arm_timer(srv, c);
+}
+
+/* Echoes what the client sent. Returns 0, or a negative error. */
+static int serve_echoing(echo_server *srv, echo_client *c)
+{
     if (c->pending) {
-        size_t before = c->rest.len;
         int r = nbio_write(c->s, &c->rest);
         if (r < 0)
             return r;
-        if (r == NBIO_DONE) {
-            c->pending = false;
-            if (c->pend_cap > (1u << 20)) { /* give back what a large frame took */
-                free(c->pend);
-                c->pend = NULL;
-                c->pend_cap = 0;
-            }
-        }
-        if (c->rest.len != before || r == NBIO_DONE)
-            progress++;
+        if (r == NBIO_PENDING)
+            return 0;
+        set_pending(srv, c, false);
     }
-    for (int k = 0; k < READS_PER_STEP && !c->pending; k++) {
+    for (int k = 0; k < READS_PER_STEP; k++) {
         nbio_buf in;
         int r = nbio_read(c->s, &in);
-        if (r == NBIO_IDLE)
-            break;
-        if (r == NBIO_ACTIVE) {
-            progress++;
-            continue;
+        if (r == NBIO_IDLE) {
+            if (srv->draining) /* everything it sent is echoed */
+                start_closing(srv, c);
+            return 0;
         }
+        if (r == NBIO_ACTIVE)
+            continue;
         if (r == NBIO_EPEERCLOSED) {
-            /* Everything it sent was echoed (or is buffered for sending):
-             * close gracefully, then free. */
-            c->state = CLIENT_CLOSING;
-            c->close_deadline = nbio_now_ms() + CLOSE_GRACE_MS;
-            return progress + 1;
+            start_closing(srv, c);
+            return 0;
         }
         if (r < 0)
             return r;
-        progress++;
-        nbio_buf out = in;
-        int w = nbio_write(c->s, &out);
+        c->last_msg = srv->now;
+        c->rest = in; /* written straight from the read buffer */
+        int w = nbio_write(c->s, &c->rest);
         if (w < 0)
             return w;
-        if (w == NBIO_PENDING && keep_rest(c, &out) < 0)
-            return NBIO_ENOMEM;
-    }
-    /* Coalesced output (framing) goes out on drive. */
-    int d = nbio_drive(c->s);
-    if (d < 0)
-        return d;
-    return progress + (d == NBIO_ACTIVE);
-}
-
-/* Serves client i. Returns progress; the client may be removed. */
-static int serve_client(echo_server *srv, size_t i)
-{
-    echo_client *c = srv->clients[i];
-    int progress = 0;
-    if (c->state == CLIENT_ECHOING) {
-        int r = serve_echoing(c);
-        if (r < 0) {
-            drop_client(srv, i, r);
-            return 1;
-        }
-        progress = r;
-    }
-    if (c->state == CLIENT_CLOSING) {
-        int r = nbio_close(c->s);
-        if (r == NBIO_DONE) {
-            remove_client(srv, i);
-            return progress + 1;
-        }
-        if (r < 0) {
-            drop_client(srv, i, r);
-            return progress + 1;
-        }
-        if (nbio_now_ms() >= c->close_deadline) {
-            fprintf(srv->log, "%s: dropped client %s: graceful close took over %d ms\n",
-                    srv->prefix, c->name, CLOSE_GRACE_MS);
-            remove_client(srv, i);
-            return progress + 1;
+        if (w == NBIO_PENDING) {
+            set_pending(srv, c, true);
+            return 0;
         }
     }
-    return progress;
-}
-
-/* Sleeps until a socket is ready, at most wait_ms. A client whose echo is
- * pending, or that is closing, is only woken for writability: reading it
- * now would break backpressure (nbio_wait() cannot express this, so the
- * poll set is built here from nbio_fd() and nbio_interest()). */
-static int wait_ready(echo_server *srv, int wait_ms)
-{
-    size_t need = srv->n + 1;
-    if (need > srv->pfd_cap) {
-        struct pollfd *p = realloc(srv->pfd, need * sizeof *p);
-        if (p == NULL)
-            return NBIO_ENOMEM;
-        srv->pfd = p;
-        srv->pfd_cap = need;
-    }
-    size_t k = 0;
-    srv->pfd[k++] = (struct pollfd){.fd = nbio_fd(srv->listener), .events = POLLIN, .revents = 0};
-    for (size_t i = 0; i < srv->n; i++) {
-        echo_client *c = srv->clients[i];
-        short ev = 0;
-        if (c->pending || c->state == CLIENT_CLOSING) {
-            ev = POLLOUT;
-        } else {
-            unsigned want = nbio_interest(c->s);
-            if (want & NBIO_READY)
-                return 0; /* work is buffered: do not sleep */
-            if (want & NBIO_WANT_READ)
-                ev |= POLLIN;
-            if (want & NBIO_WANT_WRITE)
-                ev |= POLLOUT;
-        }
-        int fd = nbio_fd(c->s);
-        if (fd < 0 || ev == 0)
-            continue;
-        srv->pfd[k++] = (struct pollfd){.fd = fd, .events = ev, .revents = 0};
-    }
-    for (size_t i = 0; i < srv->n; i++)
-        if (srv->clients[i]->state == CLIENT_CLOSING && wait_ms > 50)
-            wait_ms = 50; /* re-check close deadlines */
-    int r = poll(srv->pfd, (nfds_t)k, wait_ms);
-    if (r < 0 && errno != EINTR)
-        return -errno;
     return 0;
+}
+
+/* Our goodbye, then the client's end of stream (reading what still comes,
+ * so closing the socket does not reset the connection). Returns 1 when the
+ * client is done, 0 to go on, or a negative error. */
+static int serve_closing(echo_client *c)
+{
+    if (c->state == CLIENT_CLOSING) {
+        int r = nbio_shutdown(c->s);
+        if (r < 0)
+            return r;
+        if (r != NBIO_DONE)
+            return 0;
+        c->state = CLIENT_LINGER;
+    }
+    for (int k = 0; k < READS_PER_STEP; k++) {
+        nbio_buf in;
+        int r = nbio_read(c->s, &in);
+        if (r == NBIO_IDLE)
+            return 0;
+        if (r < 0)
+            return 1; /* its end of stream, or it went away: done either way */
+    }
+    return 0;
+}
+
+/* A due timer: an idle client, a close that takes too long, a handshake
+ * to check. Returns true when the client was removed. */
+static bool client_timer(echo_server *srv, echo_client *c)
+{
+    int64_t due = client_deadline(srv, c);
+    if (srv->draining && c->state == CLIENT_ECHOING && srv->now < due) {
+        arm_timer(srv, c); /* the drain's first call: serve it below */
+        return false;
+    }
+    if (due < 0 || srv->now < due) {
+        arm_timer(srv, c); /* it sent a message meanwhile: a later deadline */
+        return false;
+    }
+    if (c->state != CLIENT_ECHOING || srv->draining) {
+        cli_log_line(&srv->log, "dropped client %s: graceful close took too long", c->name);
+        remove_client(srv, c);
+        return true;
+    }
+    if (srv->idle_timeout_ms > 0) {
+        cli_log_line(&srv->log, "dropped client %s: no message for %d ms (--idle-timeout)",
+                     c->name, srv->idle_timeout_ms);
+        remove_client(srv, c);
+        return true;
+    }
+    int r = nbio_drive(c->s); /* lets the TLS handshake limit end it */
+    if (r < 0) {
+        drop_client(srv, c, r);
+        return true;
+    }
+    c->last_msg = srv->now;
+    arm_timer(srv, c);
+    return false;
+}
+
+/* Serves one client after an event. */
+static void serve_client(echo_server *srv, echo_client *c, unsigned events)
+{
+    if ((events & NBIO_EV_TIMER) && client_timer(srv, c))
+        return;
+    if (c->state == CLIENT_ECHOING) {
+        int r = serve_echoing(srv, c);
+        if (r < 0) {
+            drop_client(srv, c, r);
+            return;
+        }
+    }
+    if (c->state != CLIENT_ECHOING) {
+        int r = serve_closing(c);
+        if (r < 0)
+            drop_client(srv, c, r);
+        else if (r == 1)
+            remove_client(srv, c);
+    }
 }
 
 int echo_server_step(echo_server *srv, int wait_ms)
 {
-    int r = accept_clients(srv);
-    if (r < 0)
-        return r;
-    int progress = r;
-    /* Walk backwards: removing client i swaps in one already served. */
-    for (size_t i = srv->n; i-- > 0;)
-        progress += serve_client(srv, i);
-    if (progress == 0 && wait_ms > 0) {
-        int w = wait_ready(srv, wait_ms);
-        if (w < 0) {
-            fprintf(srv->log, "%s: poll: %s\n", srv->prefix, nbio_strerror(w));
-            return w;
-        }
+    nbio_event ev[EVENTS_PER_STEP];
+    int n = nbio_poller_wait(srv->poller, ev, EVENTS_PER_STEP, wait_ms);
+    if (n < 0) {
+        cli_log_line(&srv->log, "poll: %s", nbio_strerror(n));
+        return n;
     }
-    return progress;
+    srv->now = nbio_now_ms();
+    for (int i = 0; i < n; i++) {
+        if (ev[i].session == srv->listener) {
+            if (ev[i].events & NBIO_EV_TIMER) /* the accept pause is over */
+                (void)nbio_poller_set_mask(srv->poller, srv->listener, ~0u);
+            if (!srv->draining && (ev[i].events & (NBIO_EV_READ | NBIO_EV_READY))) {
+                int r = accept_clients(srv);
+                if (r < 0)
+                    return r;
+            }
+            continue;
+        }
+        /* A session comes once per batch, and a client is only removed
+         * while its own event is served: ev[i].data is live. */
+        serve_client(srv, ev[i].data, ev[i].events);
+    }
+    return n;
+}
+
+void echo_server_drain(echo_server *srv, int grace_ms)
+{
+    if (srv->draining)
+        return;
+    srv->draining = true;
+    srv->now = nbio_now_ms();
+    srv->drain_deadline = srv->now + grace_ms;
+    if (srv->listener != NULL) { /* stop accepting: new connections are refused */
+        nbio_free(srv->listener);
+        srv->listener = NULL;
+    }
+    /* Every client is served once now: it echoes what it already sent, and
+     * closes when nothing more is buffered (serve_echoing). */
+    for (size_t i = 0; i < srv->n; i++)
+        (void)nbio_poller_set_timer(srv->poller, srv->clients[i]->s, srv->now);
+}
+
+bool echo_server_drained(const echo_server *srv)
+{
+    return srv->draining && (srv->n == 0 || nbio_now_ms() >= srv->drain_deadline);
 }
 
 void echo_server_free(echo_server *srv)
 {
     if (srv == NULL)
         return;
-    for (size_t i = 0; i < srv->n; i++)
-        client_free(srv->clients[i]);
+    for (size_t i = 0; i < srv->n; i++) {
+        nbio_free(srv->clients[i]->s);
+        free(srv->clients[i]);
+    }
     free(srv->clients);
-    free(srv->pfd);
     nbio_free(srv->listener);
+    nbio_poller_free(srv->poller);
     nbio_tls_config_unref(srv->tls);
     free(srv);
 }
@@ -377,7 +458,11 @@ static void echo_server_help(void)
            "  --max-frame BYTES   largest frame accepted (default 64M; K, M, G suffixes);\n"
            "                      a client sending a larger one is dropped\n"
            "  --idle spin|wait    spin: busy-poll, lowest latency (default);\n"
-           "                      wait: sleep in poll() when nothing happens\n"
+           "                      wait: sleep in epoll when nothing happens\n"
+           "  --idle-timeout MS   drop a client from which no whole message (any bytes\n"
+           "                      with --framing none) arrived for MS (default 0: never)\n"
+           "  --max-clients N     serve at most N clients; further connections are\n"
+           "                      closed at once (default 10000)\n"
            "  --tls-cert FILE     serve TLS with this PEM certificate chain (leaf\n"
            "                      first); needs --tls-key. Framing runs over TLS\n"
            "  --tls-key FILE      the PEM private key of --tls-cert\n"
@@ -387,7 +472,11 @@ static void echo_server_help(void)
            "\n"
            "A client whose TLS handshake fails is reported in one line on standard\n"
            "error and dropped; the other clients go on. A certificate or key that\n"
-           "cannot be loaded is reported before listening, with exit status 1.\n");
+           "cannot be loaded is reported before listening, with exit status 1.\n"
+           "Log lines never block the server; over 20 a second they are counted and\n"
+           "summed up. On SIGINT or SIGTERM the server stops accepting, echoes what\n"
+           "clients already sent, closes every connection gracefully (TLS\n"
+           "close_notify, then FIN) within 5 seconds, and exits 0.\n");
 }
 
 int cli_echo_server(int argc, char **argv)
@@ -396,7 +485,7 @@ int cli_echo_server(int argc, char **argv)
     cli_args a = {argc, argv, 1, cmd};
     const char *listen = NULL, *v = NULL;
     const nbio_frame_strategy *framing = NULL;
-    size_t max_frame = 0;
+    size_t max_frame = 0, max_clients = 10000, idle_timeout = 0;
     bool wait = false;
     const char *tls_cert = NULL, *tls_key = NULL, *tls_client_ca = NULL;
     while (a.i < argc) {
@@ -412,6 +501,12 @@ int cli_echo_server(int argc, char **argv)
                 return CLI_EXIT_USAGE;
         } else if (cli_option(&a, "--max-frame", &v)) {
             if (v == NULL || !cli_size(cmd, "--max-frame", v, &max_frame))
+                return CLI_EXIT_USAGE;
+        } else if (cli_option(&a, "--idle-timeout", &v)) {
+            if (v == NULL || !cli_count(cmd, "--idle-timeout", v, 0, 86400000, &idle_timeout))
+                return CLI_EXIT_USAGE;
+        } else if (cli_option(&a, "--max-clients", &v)) {
+            if (v == NULL || !cli_count(cmd, "--max-clients", v, 1, 10000000, &max_clients))
                 return CLI_EXIT_USAGE;
         } else if (cli_option(&a, "--idle", &v)) {
             if (v == NULL)
@@ -456,6 +551,7 @@ int cli_echo_server(int argc, char **argv)
         nbio_tls_options_init(&o);
         o.cert_file = tls_cert;
         o.key_file = tls_key;
+        o.release_buffers = true; /* idle connections hold no TLS buffers */
         if (tls_client_ca != NULL) {
             o.ca_file = tls_client_ca;
             o.verify = NBIO_TLS_VERIFY_REQUIRED;
@@ -469,7 +565,9 @@ int cli_echo_server(int argc, char **argv)
     }
 
     cli_install_stop_handlers();
-    echo_server_config cfg = {listen, framing, max_frame, stderr, "nbio echo-server", tls};
+    signal(SIGPIPE, SIG_IGN); /* a log reader that went away must not kill the server */
+    echo_server_config cfg = {listen,  framing, max_frame,         stderr, "nbio echo-server",
+                              tls,     (int)idle_timeout, max_clients};
     echo_server *srv = echo_server_open(&cfg, err, sizeof err);
     nbio_tls_config_unref(tls); /* the server holds its own reference */
     if (srv == NULL) {
@@ -479,7 +577,9 @@ int cli_echo_server(int argc, char **argv)
     printf("listening on %s\n", echo_server_address(srv));
     fflush(stdout);
     int rc = CLI_EXIT_OK;
-    while (!cli_stop_requested()) {
+    while (!echo_server_drained(srv)) {
+        if (cli_stop_requested())
+            echo_server_drain(srv, CLOSE_GRACE_MS);
         int r = echo_server_step(srv, wait ? 200 : 0);
         if (r < 0) { /* the reason was logged */
             rc = CLI_EXIT_FAIL;

@@ -3,10 +3,13 @@
  * `nbio echo-server` subcommand and inside `nbio demo` (interleaved with the
  * demo's own client in one thread).
  *
- * Every client is served from the calling thread. Echo applies
- * backpressure: nothing more is read from a client while its previous echo
- * is still pending, so memory per client stays bounded by the session's
- * buffers plus one payload.
+ * Every client is served from the calling thread, through an nbio_poller:
+ * a step costs what the ready clients cost, not what the connected ones
+ * do. Echo applies backpressure: nothing more is read from a client while
+ * its previous echo is still pending, and the pending echo is written
+ * straight from the session's read buffer (a payload stays valid until the
+ * next read), so memory per client stays bounded by the session's buffers.
+ * Idle clients hold no buffers (release_buffers).
  *
  * With TLS, one configuration is shared by every connection. A client whose
  * handshake fails (or that fails later) is reported in one line on the log
@@ -32,6 +35,8 @@ typedef struct echo_server_config {
      * framing (if any) on top. The server takes its own reference, so the
      * caller may drop its one after echo_server_open(). */
     nbio_tls_config *tls;
+    int idle_timeout_ms; /* drop a client with no whole message for this long; 0: never */
+    size_t max_clients;  /* 0: 10000; over it, new connections are closed at once */
 } echo_server_config;
 
 typedef struct echo_server echo_server;
@@ -44,13 +49,23 @@ echo_server *echo_server_open(const echo_server_config *cfg, char *err, size_t e
 const char *echo_server_address(const echo_server *srv);
 
 /*
- * Accepts new clients and serves every client once, without blocking.
- * When nothing happened and wait_ms > 0, sleeps in poll() up to wait_ms
- * until a socket is ready (a signal cuts the sleep short).
- * Returns the number of things that happened (0: idle), or a negative error
+ * Accepts new clients and serves the clients that need it, once.
+ * wait_ms 0 never sleeps (busy-polling); wait_ms > 0 sleeps in epoll up to
+ * wait_ms, or until the nearest client deadline, when nothing is ready (a
+ * signal cuts the sleep short).
+ * Returns the number of sessions served (0: idle), or a negative error
  * when the listener failed.
  */
 int echo_server_step(echo_server *srv, int wait_ms);
+
+/* Graceful shutdown: stops accepting, echoes what every client already
+ * sent, then closes each (TLS close_notify, then FIN) and waits for its end
+ * of stream, at most grace_ms in all. Keep calling echo_server_step() until
+ * echo_server_clients() is 0 or echo_server_drained() says so. */
+void echo_server_drain(echo_server *srv, int grace_ms);
+
+/* True once a drain finished (every client gone, or the grace period over). */
+bool echo_server_drained(const echo_server *srv);
 
 /* Number of clients currently connected. */
 size_t echo_server_clients(const echo_server *srv);

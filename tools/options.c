@@ -140,3 +140,25 @@ bool cli_stop_requested(void)
 {
     return stop_flag != 0;
 }
+
+bool cli_count(const char *cmd, const char *option, const char *value, size_t min, size_t max,
+               size_t *out)
+{
+    const char *p = value;
+    size_t v = 0;
+    if (!isdigit((unsigned char)*p))
+        goto bad;
+    for (; isdigit((unsigned char)*p); p++) {
+        v = v * 10 + (size_t)(*p - '0');
+        if (v > max)
+            goto bad;
+    }
+    if (*p != '\0' || v < min)
+        goto bad;
+    *out = v;
+    return true;
+bad:
+    cli_usage_error(cmd, "%s wants a whole number from %zu to %zu, not '%s'", option, min, max,
+                    value);
+    return false;
+}
