@@ -281,7 +281,7 @@ static int sync_reg(nbio_poller *p, reg *r, bool *ready, bool *polled)
     if (fd == r->efd) {
         /* While establishing, a connect may have closed its socket and
          * opened the next one under the same number: re-arm to be sure. */
-        if (em == r->emask && nbio_status(s) != NBIO_ESTABLISHING)
+        if (em == r->emask && nbio_status(s) != NBIO_STATUS_ESTABLISHING)
             return 0;
         return modify(p, r, em);
     }

@@ -36,7 +36,7 @@ static void tcp_pair_opt(nbio_session **client, nbio_session **server,
     assert_non_null(*client);
     *server = NULL;
     int64_t deadline = nbio_now_ms() + 5000;
-    while (*server == NULL || nbio_status(*client) == NBIO_ESTABLISHING) {
+    while (*server == NULL || nbio_status(*client) == NBIO_STATUS_ESTABLISHING) {
         if (*server == NULL)
             assert_ok_outcome(nbio_accept(l, server));
         int r = nbio_drive(*client);
@@ -185,7 +185,7 @@ static void test_listener_and_connecting_client(void **state)
     assert_int_equal(nbio_poller_add(p, c), 0);
     nbio_session *accepted = NULL;
     int64_t deadline = nbio_now_ms() + 10000;
-    while (accepted == NULL || nbio_status(c) == NBIO_ESTABLISHING) {
+    while (accepted == NULL || nbio_status(c) == NBIO_STATUS_ESTABLISHING) {
         int n = nbio_poller_wait(p, ev, MAXEV, 100);
         assert_ok_outcome(n);
         for (int i = 0; i < n; i++) {
