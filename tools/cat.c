@@ -9,6 +9,7 @@
 
 #include "cli.h"
 #include "nbio/tcp.h"
+#include "tcp/addr.h"
 #include "nbio/tls.h"
 
 #define STDIN_CHUNK 65536
@@ -323,6 +324,14 @@ int cli_cat(int argc, char **argv)
     }
     if (target == NULL)
         return cli_usage_error(cmd, "missing HOST:PORT or socket path");
+    if (!cli_is_unix_path(target)) { /* a malformed address is a usage error, not a failure */
+        char host[NBIO__HOST_MAX];
+        int port = 0;
+        const char *why = "";
+        if (nbio__split_hostport(target, host, &port, &why) != 0 || host[0] == '\0')
+            return cli_usage_error(cmd, "bad address '%s': %s", target,
+                                   why[0] ? why : "expected HOST:PORT");
+    }
     if (!tls && tls_option != NULL)
         return cli_usage_error(cmd, "%s is a TLS option: add --tls", tls_option);
     if ((cert == NULL) != (key == NULL))
