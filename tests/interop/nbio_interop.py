@@ -288,3 +288,166 @@ class PyEchoServer:
         self.stopping = True
         self.sock.close()
         self.thread.join(5)
+
+
+# ---- helpers for hostile-client tests (test_echo_hostile.py) ----------------
+
+def u32_frame(payload):
+    """4-byte big-endian length, then the payload."""
+    return struct.pack(">I", len(payload)) + payload
+
+
+def recv_u32_frame(s):
+    (n,) = struct.unpack(">I", recv_exact(s, 4))
+    return recv_exact(s, n)
+
+
+FRAMERS = {"u32": (u32_frame, recv_u32_frame), "u64": (u64_frame, recv_u64_frame)}
+
+
+def proc_status_kib(pid, field):
+    """A 'kB' field of /proc/PID/status (VmRSS, VmSize, VmHWM) in KiB."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise TestFailure("no %s in /proc/%d/status" % (field, pid))
+
+
+def rss_kib(pid):
+    return proc_status_kib(pid, "VmRSS")
+
+
+def fd_count(pid):
+    return len(os.listdir("/proc/%d/fd" % pid))
+
+
+class RawEchoServer:
+    """`nbio echo-server` with a caller-chosen stderr (a pipe nobody reads, a
+    pipe whose reader is gone, ...); same interface as EchoServer apart from
+    stderr()."""
+
+    def __init__(self, nbio, args, stderr):
+        cmd = [nbio, "echo-server", "--listen", "127.0.0.1:0"] + list(args)
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=stderr)
+        _procs.append(self.proc)
+        line = read_line(self.proc.stdout, 20.0)
+        check(line.startswith(b"listening on "),
+              "echo-server's first line should be 'listening on ADDR', got %r" % line)
+        self.addr = line[len(b"listening on "):].strip().decode()
+
+    alive = EchoServer.alive
+    stop = EchoServer.stop
+
+
+class Pinger:
+    """A well-behaved framed client in a thread: one round trip every
+    `interval` seconds, each echo checked byte for byte, latencies kept.
+    Often enough to never trip an idle timeout longer than a few intervals."""
+
+    def __init__(self, sock, framing="u64", interval=0.01, sizes=(1, 100, 3000, 0, 20000)):
+        self.s = sock
+        self.frame, self.recv_frame = FRAMERS[framing]
+        self.interval = interval
+        self.sizes = sizes
+        self.latencies = []
+        self.error = None
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        n = 0
+        try:
+            while not self._stop.is_set():
+                f = payload(self.sizes[n % len(self.sizes)], n)
+                t0 = time.monotonic()
+                self.s.sendall(self.frame(f))
+                got = self.recv_frame(self.s)
+                self.latencies.append(time.monotonic() - t0)
+                if got != f:
+                    raise TestFailure("round trip %d: a %d-byte echo differs" % (n, len(f)))
+                n += 1
+                self._stop.wait(self.interval)
+        except BaseException as e:
+            self.error = e
+
+    def mark(self):
+        """Index to pass to check() to judge only the round trips after now."""
+        return len(self.latencies)
+
+    def check(self, what, since=0, min_count=10, max_median=0.1):
+        """Fails unless every round trip since `since` succeeded, at least
+        min_count were made and their median latency is under max_median."""
+        check(self.error is None, "good client, during %s: %r" % (what, self.error))
+        check(self.thread.is_alive(), "good client, during %s: stopped" % what)
+        lat = sorted(self.latencies[since:])
+        check(len(lat) >= min_count, "good client, during %s: only %d round trips (want >= %d)"
+              % (what, len(lat), min_count))
+        med = lat[len(lat) // 2]
+        step("good client during %s: %d round trips, median %.1f ms, max %.1f ms"
+             % (what, len(lat), med * 1000, lat[-1] * 1000))
+        check(med < max_median, "good client, during %s: median round trip %.1f ms"
+              % (what, med * 1000))
+
+    def stop(self, what="the test"):
+        self._stop.set()
+        self.thread.join(SOCK_TIMEOUT + 5)
+        check(self.error is None, "good client, during %s: %r" % (what, self.error))
+
+
+def make_self_signed(d, name="server"):
+    """A self-signed EC certificate for 127.0.0.1/localhost made with the
+    `openssl` command in directory d; returns (cert path, key path), or None
+    when `openssl` is not installed."""
+    import shutil
+    if shutil.which("openssl") is None:
+        return None
+    cert, key = os.path.join(d, name + ".pem"), os.path.join(d, name + ".key")
+    r = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", cert,
+                        "-days", "2", "-subj", "/CN=localhost",
+                        "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+    check(r.returncode == 0, "openssl req failed: %r" % r.stderr)
+    return cert, key
+
+
+def closed_state(s):
+    """Non-blocking: 'eof' or 'reset' when the peer closed s, else None
+    (data that arrives is read and ignored)."""
+    try:
+        while True:
+            b = s.recv(65536, socket.MSG_DONTWAIT)
+            if not b:
+                return "eof"
+    except (BlockingIOError, InterruptedError):
+        return None
+    except (ConnectionResetError, BrokenPipeError):
+        return "reset"
+
+
+def wait_all_closed(socks, timeout):
+    """Waits until the peer closed every socket in socks (EOF or reset) or
+    timeout passes; returns {socket: (monotonic time closed, 'eof'|'reset')}
+    for those that were closed."""
+    import selectors
+    sel = selectors.DefaultSelector()
+    closed = {}
+    for s in socks:
+        sel.register(s, selectors.EVENT_READ)
+    deadline = time.monotonic() + timeout
+    try:
+        while len(closed) < len(socks):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            for key, _ in sel.select(min(left, 0.05)):
+                st = closed_state(key.fileobj)
+                if st:
+                    closed[key.fileobj] = (time.monotonic(), st)
+                    sel.unregister(key.fileobj)
+    finally:
+        sel.close()
+    return closed
