@@ -534,20 +534,25 @@ int echo_server_start(echo_server_proc *p, const echo_server_opts *o, int timeou
     return 0;
 }
 
-int echo_server_stop(echo_server_proc *p)
+void echo_server_signal(echo_server_proc *p)
+{
+    if (p->pid > 0)
+        (void)kill(p->pid, SIGTERM);
+}
+
+int echo_server_wait(echo_server_proc *p, int timeout_ms)
 {
     if (p->pid <= 0)
         return 0;
     int status = 0;
-    (void)kill(p->pid, SIGTERM);
-    uint64_t deadline = bench_now_ns() + 5000000000u;
+    uint64_t deadline = bench_now_ns() + (uint64_t)timeout_ms * 1000000u;
     for (;;) {
         pid_t r = waitpid(p->pid, &status, WNOHANG);
         if (r == p->pid || (r < 0 && errno != EINTR))
             break;
         if (bench_now_ns() > deadline) {
-            fprintf(stderr, "bench: server %d still running 5 s after SIGTERM: SIGKILL\n",
-                    (int)p->pid);
+            fprintf(stderr, "bench: server %d still running %d ms after SIGTERM: SIGKILL\n",
+                    (int)p->pid, timeout_ms);
             (void)kill(p->pid, SIGKILL);
             (void)waitpid(p->pid, &status, 0);
             status = -1;
@@ -558,6 +563,12 @@ int echo_server_stop(echo_server_proc *p)
     }
     p->pid = -1;
     return status;
+}
+
+int echo_server_stop(echo_server_proc *p)
+{
+    echo_server_signal(p);
+    return echo_server_wait(p, ECHO_STOP_MS);
 }
 
 /* ---- client connections ----------------------------------------------------- */

@@ -75,8 +75,17 @@ typedef struct echo_server_proc {
  * timeout_ms). Returns 0, or -1 with a message on stderr. */
 int echo_server_start(echo_server_proc *p, const echo_server_opts *o, int timeout_ms);
 
-/* SIGTERM, then waits up to 5 s, then SIGKILL. Returns the wait status, or
- * -1 when it had to be killed. */
+/* How long a server may take to exit after SIGTERM before it is killed.
+ * The nbio echo-server drains for at most 5 s (it echoes what clients sent,
+ * closes gracefully and waits for each client's end of stream): clients
+ * should close their connections once it was signalled. */
+#define ECHO_STOP_MS 10000
+
+/* SIGTERM (echo_server_signal), then waits up to timeout_ms, then SIGKILL
+ * (echo_server_wait). Returns the wait status, or -1 when it had to be
+ * killed. echo_server_stop does both with ECHO_STOP_MS. */
+void echo_server_signal(echo_server_proc *p);
+int echo_server_wait(echo_server_proc *p, int timeout_ms);
 int echo_server_stop(echo_server_proc *p);
 
 /* VmRSS of a process in KiB, or -1. */

@@ -315,17 +315,18 @@ static int run_config(const config *cf, long conns, result *res)
 out:
     if (rc == ST_FAIL)
         fprintf(stderr, "bench: %s: FAILED: %s\n", cf->name, why);
-    /* Stop the server first: its sockets close first, so ours (closed
-     * after its FIN) do not linger in TIME_WAIT. */
-    int status = echo_server_stop(&p);
+    /* Signal the server, then close our side: the nbio server drains on
+     * SIGTERM (closes gracefully, waits for each client's end of stream). */
+    echo_server_signal(&p);
+    for (long i = 0; i < conns; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+    int status = echo_server_wait(&p, ECHO_STOP_MS);
     if (status == -1)
         fprintf(stderr, "bench: warning: %s server had to be killed\n", cf->name);
     else if (WIFSIGNALED(status) && WTERMSIG(status) != SIGTERM)
         fprintf(stderr, "bench: warning: %s server died of signal %d\n", cf->name,
                 WTERMSIG(status));
-    for (long i = 0; i < conns; i++)
-        if (fds[i] >= 0)
-            close(fds[i]);
     free(fds);
     return rc;
 }
