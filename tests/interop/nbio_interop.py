@@ -392,8 +392,11 @@ class Pinger:
               % (what, med * 1000))
 
     def stop(self, what="the test"):
+        """Stops the thread and closes the connection, as a client that is
+        done would (a server shutting down gracefully waits for that)."""
         self._stop.set()
         self.thread.join(SOCK_TIMEOUT + 5)
+        self.s.close()
         check(self.error is None, "good client, during %s: %r" % (what, self.error))
 
 
@@ -417,15 +420,19 @@ def make_self_signed(d, name="server"):
 def closed_state(s):
     """Non-blocking: 'eof' or 'reset' when the peer closed s, else None
     (data that arrives is read and ignored)."""
+    timeout = s.gettimeout()
+    s.setblocking(False)  # a socket timeout would make recv wait first
     try:
         while True:
-            b = s.recv(65536, socket.MSG_DONTWAIT)
+            b = s.recv(65536)
             if not b:
                 return "eof"
     except (BlockingIOError, InterruptedError):
         return None
     except (ConnectionResetError, BrokenPipeError):
         return "reset"
+    finally:
+        s.settimeout(timeout)
 
 
 def wait_all_closed(socks, timeout):

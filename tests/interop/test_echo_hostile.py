@@ -199,7 +199,7 @@ def case_stderr_reader_gone(nbio):
                 stderr=w)
     os.close(w)
     os.close(r)  # nobody will ever read: each log write is EPIPE (SIGPIPE)
-    good = Pinger(sock(srv.addr), "u32", interval=0.01)
+    good = Pinger(sock(srv.addr), "u32", interval=0.01, sizes=(1, 100, 1000, 0))
     for rnd in range(3):
         socks = []
         for i in range(30):
@@ -385,7 +385,7 @@ def case_silent_tls(nbio):
             check(age <= 2.0, "TLS client (%s) dropped only after %.0f ms" % (kind, age * 1000))
             check(age >= 0.45, "TLS client (%s) dropped after only %.0f ms (idle timeout 500)"
                   % (kind, age * 1000))
-        good.check("silent TLS clients", min_count=30)
+        good.check("silent TLS clients", min_count=10)
         good.stop()
         print(stderr_tail(srv))
         stop_ok(srv, "silent TLS clients")
@@ -432,7 +432,8 @@ def case_max_clients(nbio):
     for i, s in enumerate(clients[1:], 1):
         echo_once(s, b"still %d" % i)
     good.check("10 connections over the limit", min_count=10)
-    good.stop()
+    good.stop()  # closes clients[0]
+    clients.pop(0)
     # A client that leaves frees its slot.
     last = clients.pop()
     last.shutdown(socket.SHUT_WR)
@@ -465,16 +466,18 @@ def case_max_clients(nbio):
 
 # ---- 7 --------------------------------------------------------------------
 
-def case_sigterm_in_flight(nbio):
+def sigterm_run(nbio, n, lingering, max_exit):
+    """n clients send frames and do not read; SIGTERM; then they read. Each
+    must get every echo, then EOF, never a reset. Clients close on EOF except
+    the `lingering` first ones, which keep their socket open."""
     srv = start(nbio, "--framing", "u64")
     clients = []
     expect = {}
-    for k in range(100):
+    for k in range(n):
         # Half read through a small window: their echoes back up in the server.
         s = sock(srv.addr, rcvbuf=8192 if k % 2 else None)
         frames = [payload((k * 7919 + i * 104729) % 6000, i) for i in range(20)]
-        data = b"".join(u64_frame(f) for f in frames)
-        expect[s] = data
+        expect[s] = b"".join(u64_frame(f) for f in frames)
         clients.append(s)
     for s in clients:
         s.sendall(expect[s])  # all well under the server's receive buffer
@@ -504,31 +507,41 @@ def case_sigterm_in_flight(nbio):
             else:
                 done[s] = time.monotonic()
                 sel.unregister(s)
+                if clients.index(s) >= lingering:
+                    s.close()
         if t_exit is None and srv.proc.poll() is not None:
             t_exit = time.monotonic()
     sel.close()
-    try:
-        rc = srv.proc.wait(timeout=max(0.1, t_sig + 10 - time.monotonic()))
-    except Exception:
-        rc = None
-    if t_exit is None and rc is not None:
-        t_exit = time.monotonic()
+    while t_exit is None and time.monotonic() < deadline:
+        if srv.proc.poll() is not None:
+            t_exit = time.monotonic()
+        time.sleep(0.01)
+    rc = srv.proc.poll()
     short = [i for i, s in enumerate(clients) if s in done and bytes(got[s]) != expect[s]]
     missing = [i for i, s in enumerate(clients) if s not in done and s not in resets]
-    step("after SIGTERM: %d clients got EOF, %d a reset, %d neither; %d with wrong echoes; "
-         "exit status %r after %s"
-         % (len(done), len(resets), len(missing), len(short), rc,
+    step("%d clients (%d keep their socket open after EOF), SIGTERM: %d got EOF, %d a reset, "
+         "%d neither; %d with wrong echoes; exit status %r after %s"
+         % (n, lingering, len(done), len(resets), len(missing), len(short), rc,
             "%.0f ms" % ((t_exit - t_sig) * 1000) if t_exit else "(still running)"))
-    if short or resets:
-        bad = clients[(short or [clients.index(next(iter(resets)))])[0]]
-        step("e.g. a client got %d of %d bytes" % (len(got[bad]), len(expect[bad])))
+    for s in list(resets) + [clients[i] for i in short]:
+        step("client %d (connected %d of %d): got %d of %d bytes, then %s"
+             % (clients.index(s), clients.index(s) + 1, n, len(got[s]), len(expect[s]),
+                "a reset" if s in resets else "EOF"))
     print(stderr_tail(srv))
     check(not resets, "%d clients got a connection reset instead of their echoes and EOF"
           % len(resets))
     check(not missing, "%d clients got no EOF within 10 s of SIGTERM" % len(missing))
     check(not short, "%d clients got EOF before all their echoes (or wrong bytes)" % len(short))
     check(rc == 0, "exit status %r after SIGTERM" % rc)
-    check(t_exit - t_sig < 5.0, "the server took %.1f s to exit" % (t_exit - t_sig))
+    check(t_exit - t_sig < max_exit, "the server took %.1f s to exit (want < %.1f s)"
+          % (t_exit - t_sig, max_exit))
+
+
+def case_sigterm_in_flight(nbio):
+    # Clients that close once they have everything: the server is done fast.
+    sigterm_run(nbio, 100, 0, 3.0)
+    # Some keep their socket open: the 5 s grace period bounds the exit.
+    sigterm_run(nbio, 10, 3, 6.5)
 
 
 # ---- 8 --------------------------------------------------------------------
@@ -605,15 +618,15 @@ def case_cat_bad_address(nbio):
 
 
 CASES = [
-    ("1 stderr pipe nobody reads", case_stderr_unread, 20),
-    ("2 stderr reader gone", case_stderr_reader_gone, 12),
-    ("3 memory follows data", case_memory_follows_data, 15),
-    ("4 slowloris", case_slowloris, 12),
-    ("5 silent TLS client", case_silent_tls, 12),
-    ("6 --max-clients 50", case_max_clients, 12),
-    ("7 SIGTERM with echoes in flight", case_sigterm_in_flight, 15),
-    ("8 descriptors and RSS return", case_fd_rss_return, 15),
-    ("9 nbio cat malformed address", case_cat_bad_address, 10),
+    ("1 stderr pipe nobody reads", case_stderr_unread, 15),
+    ("2 stderr reader gone", case_stderr_reader_gone, 10),
+    ("3 memory follows data", case_memory_follows_data, 12),
+    ("4 slowloris", case_slowloris, 10),
+    ("5 silent TLS client", case_silent_tls, 10),
+    ("6 --max-clients 50", case_max_clients, 10),
+    ("7 SIGTERM with echoes in flight", case_sigterm_in_flight, 18),
+    ("8 descriptors and RSS return", case_fd_rss_return, 12),
+    ("9 nbio cat malformed address", case_cat_bad_address, 8),
 ]
 
 
