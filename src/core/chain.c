@@ -105,8 +105,11 @@ int nbio__chain_goodbye(nbio_session *s)
 unsigned nbio__chain_interest(const nbio_session *s)
 {
     unsigned own = s->vt->interest != NULL ? s->vt->interest(s) : 0;
-    if ((own & NBIO_READY) || s->inner == NULL)
+    if (s->inner == NULL)
         return own;
+    /* The inner's wants are added also when the layer is ready, so a
+     * caller that masks NBIO_READY off (reads on hold while an answer is
+     * pending) still waits for writability. */
     unsigned w = nbio_interest(s->inner);
     if (s->read_end != 0) /* the read side ended: only writes are left */
         w &= NBIO_WANT_WRITE;
