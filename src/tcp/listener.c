@@ -186,11 +186,17 @@ int nbio_accept(nbio_session *s, nbio_session **out)
     nbio__touch(s);
     nbio__listener *l = (nbio__listener *)s;
     for (;;) {
-        int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        struct sockaddr_storage peer;
+        socklen_t plen = sizeof peer;
+        int fd = accept4(l->fd, (struct sockaddr *)&peer, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd >= 0) {
             nbio_session *c = nbio_stream_from_fd(fd, &l->accepted);
             if (c == NULL)
                 return NBIO_ENOMEM;
+            nbio__stream *t = (nbio__stream *)c;
+            if (t->target[0] == '\0' && plen > 0) /* reset already: keep who it was */
+                nbio__format_sockaddr((struct sockaddr *)&peer, plen, t->target,
+                                      sizeof t->target);
             *out = c;
             return NBIO_DATA;
         }
@@ -243,6 +249,15 @@ static int sock_address(const nbio_session *s, char *buf, size_t len, bool peer)
     socklen_t sl = sizeof ss;
     int r = peer ? getpeername(fd, (struct sockaddr *)&ss, &sl)
                  : getsockname(fd, (struct sockaddr *)&ss, &sl);
+    if (r != 0 && peer && s->vt != &listener_vtable) {
+        /* A connection reset before anyone asked: the address accept gave. */
+        const nbio__stream *t = nbio__stream_of(s);
+        if (t->target[0] != '\0' && strlen(t->target) < len) {
+            memcpy(buf, t->target, strlen(t->target) + 1);
+            const char *colon = strrchr(t->target, ':');
+            return colon != NULL ? atoi(colon + 1) : 0;
+        }
+    }
     if (r != 0)
         return nbio__errno(errno);
     return nbio__format_sockaddr((struct sockaddr *)&ss, sl, buf, len);
