@@ -172,6 +172,38 @@ static int stream_drive(nbio_session *s)
     return NBIO_IDLE;
 }
 
+/* True when received bytes wait in the socket. */
+static bool unread_input(const nbio__stream *t)
+{
+    char c;
+    return recv(t->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
+}
+
+/*
+ * A send failed with err. When the peer reset or closed the connection
+ * while bytes it sent are still unread, those bytes may say why (a TLS
+ * alert: "certificate required"), so the failure waits until they are
+ * read: the write reports would-block and the session looks ready to read.
+ * Returns 0 (deferred) or the error.
+ */
+static int send_failed(nbio__stream *t, int err)
+{
+    if ((err == NBIO_EPIPE || err == NBIO_ECONNRESET) && unread_input(t)) {
+        t->send_err = err;
+        t->write_blocked = false;
+        return 0;
+    }
+    return nbio__fail(&t->base, err, "send: %s", nbio_strerror(err));
+}
+
+/* A deferred send failure, once nothing is left to read: 0 or the error. */
+static int deferred_send_error(nbio__stream *t)
+{
+    if (t->send_err == 0 || unread_input(t))
+        return 0;
+    return nbio__fail(&t->base, t->send_err, "send: %s", nbio_strerror(t->send_err));
+}
+
 static long stream_read_into(nbio_session *s, void *dst, size_t cap)
 {
     nbio__stream *t = (nbio__stream *)s;
@@ -188,7 +220,7 @@ static long stream_read_into(nbio_session *s, void *dst, size_t cap)
         if (errno == EINTR)
             continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK)
-            return NBIO_IDLE;
+            return t->send_err != 0 ? deferred_send_error(t) : NBIO_IDLE;
         int e = nbio__errno(errno);
         return nbio__fail(s, e, "recv: %s", nbio_strerror(e));
     }
@@ -222,6 +254,8 @@ static long stream_writev(nbio_session *s, const struct iovec *iov, int iovcnt)
         if (r < 0 || s->phase == NBIO__ESTABLISHING)
             return r < 0 ? r : 0;
     }
+    if (t->send_err != 0)
+        return deferred_send_error(t);
     struct msghdr mh;
     memset(&mh, 0, sizeof mh);
     mh.msg_iov = (struct iovec *)iov;
@@ -241,8 +275,7 @@ static long stream_writev(nbio_session *s, const struct iovec *iov, int iovcnt)
             t->write_blocked = true;
             return 0;
         }
-        int e = nbio__errno(errno);
-        return nbio__fail(s, e, "send: %s", nbio_strerror(e));
+        return send_failed(t, nbio__errno(errno));
     }
 }
 
@@ -255,6 +288,10 @@ static int stream_write(nbio_session *s, nbio_buf *buf)
             return r;
         if (s->phase == NBIO__ESTABLISHING)
             return NBIO_PENDING;
+    }
+    if (t->send_err != 0) {
+        int e = deferred_send_error(t);
+        return e < 0 ? e : NBIO_PENDING;
     }
     for (;;) {
         ssize_t n = send(t->fd, buf->data, buf->len, MSG_NOSIGNAL);
@@ -270,8 +307,8 @@ static int stream_write(nbio_session *s, nbio_buf *buf)
             t->write_blocked = true;
             return NBIO_PENDING;
         }
-        int e = nbio__errno(errno);
-        return nbio__fail(s, e, "send: %s", nbio_strerror(e));
+        int e = send_failed(t, nbio__errno(errno));
+        return e < 0 ? e : NBIO_PENDING;
     }
 }
 
@@ -315,6 +352,8 @@ static unsigned stream_interest(const nbio_session *s)
             (void)nbio__resolve_fd(t->resolver, &ww);
         return ww ? NBIO_WANT_WRITE : NBIO_WANT_READ;
     }
+    if (t->send_err != 0)
+        return NBIO_READY; /* read what is left, then the failure is reported */
     unsigned w = t->write_blocked ? NBIO_WANT_WRITE : 0;
     if (!nbio__read_ended(s))
         w |= NBIO_WANT_READ;

@@ -23,6 +23,8 @@ typedef struct nbio__stream {
     char last_addr[NBIO__ADDRSTR_MAX];
     /* established */
     bool write_blocked;         /* the last write returned pending */
+    int send_err;               /* a send failed while input was still unread: reported
+                                   once that input is read (it may explain the failure) */
     unsigned char *rbuf;
     size_t rcap;
 } nbio__stream;

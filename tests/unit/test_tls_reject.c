@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "nbio/mock.h"
+#include "nbio/tcp.h"
 #include "nbio/tls.h"
 #include "test_tls_common.h"
 
@@ -398,6 +399,65 @@ static void test_renegotiation_refused(void **state)
     nbio_free(s);
 }
 
+/* TLS 1.3 over real TCP: the client's handshake ends before the server
+ * checks the client certificate, so the client writes application data;
+ * the server sends its alert and closes with that data unread (a reset).
+ * The client must report the alert it was sent, not the reset its next
+ * send met. */
+static void test_alert_not_hidden_by_reset(void **state)
+{
+    (void)state;
+    nbio_tls_options so;
+    nbio_tls_options_init(&so);
+    so.ca_pem = tt_pki.ca_cert;
+    so.verify = NBIO_TLS_VERIFY_REQUIRED;
+    nbio_tls_config *scfg = tt_server_cfg(&so), *ccfg = tt_client_cfg(NULL);
+    nbio_session *l = nbio_tcp_listen("127.0.0.1:0", NULL);
+    assert_int_equal(nbio_status(l), NBIO_STATUS_ESTABLISHED);
+    char addr[64];
+    assert_true(nbio_local_address(l, addr, sizeof addr) > 0);
+    nbio_session *c = nbio_tls_client(nbio_tcp_connect(addr, NULL), ccfg, "localhost");
+    nbio_session *s = NULL, *raw = NULL;
+    int64_t deadline = nbio_now_ms() + 5000;
+    while (raw == NULL && nbio_now_ms() < deadline) {
+        nbio_drive(c);
+        (void)nbio_accept(l, &raw);
+    }
+    assert_non_null(raw);
+    s = nbio_tls_server(raw, scfg);
+    /* the client finishes its side of the handshake first */
+    while (nbio_status(c) == NBIO_STATUS_ESTABLISHING && nbio_now_ms() < deadline) {
+        nbio_drive(c);
+        nbio_drive(s);
+    }
+    assert_int_equal(nbio_status(c), NBIO_STATUS_ESTABLISHED);
+    nbio_buf w = {"hello", 5};
+    assert_true(nbio_write(c, &w) >= 0);
+    assert_true(nbio_flush(c, 1000) >= 0);
+    /* the server rejects the missing certificate, sends its alert, and goes
+     * away with "hello" unread */
+    nbio_buf out;
+    while (nbio_error(s) == 0 && nbio_now_ms() < deadline)
+        (void)nbio_read(s, &out);
+    assert_int_equal(nbio_error(s), NBIO_ECERTVERIFY);
+    nbio_free(s);
+    /* the client keeps writing into the reset connection, then reads */
+    int r = 0;
+    for (int i = 0; i < 50 && r >= 0 && nbio_now_ms() < deadline; i++) {
+        nbio_buf more = {"more data", 9};
+        r = nbio_write(c, &more);
+        if (r >= 0)
+            r = nbio_drive(c);
+        if (r >= 0)
+            r = nbio_read(c, &out);
+    }
+    while (nbio_error(c) == 0 && nbio_now_ms() < deadline)
+        (void)nbio_read(c, &out);
+    expect_error(c, "client", NBIO_ETLS, "alert certificate required");
+    nbio_free(c);
+    nbio_free(l);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup_healthy, check_healthy)
@@ -419,6 +479,7 @@ int main(void)
         T(test_alpn_no_overlap),
         T(test_peer_gone_during_handshake),
         T(test_renegotiation_refused),
+        T(test_alert_not_hidden_by_reset),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
