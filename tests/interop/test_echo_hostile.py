@@ -32,6 +32,7 @@ is missing.
 """
 import fcntl
 import os
+import re
 import selectors
 import signal
 import socket
@@ -266,7 +267,7 @@ def case_memory_follows_data(nbio):
 
 def case_slowloris(nbio):
     srv = start(nbio, "--framing", "u32", "--idle-timeout", "1000")
-    good = Pinger(sock(srv.addr), "u32", interval=0.005, sizes=(1, 100, 3000))
+    good = Pinger(sock(srv.addr), "u32", interval=0.001, sizes=(1, 100, 3000))
     time.sleep(0.1)
     mark = good.mark()
     stream = struct.pack(">I", 1000) + payload(1000, 4)
@@ -325,6 +326,17 @@ def case_slowloris(nbio):
     for s in socks:
         s.close()
     stop_ok(srv, "slowloris")
+    # 300 drops within a few ms: rate-limited, but every one is accounted for
+    # (a line, or a count of suppressed lines) once the server has exited.
+    err = srv.stderr()
+    drops = sum(1 for ln in err.splitlines() if "dropped client" in ln)
+    suppressed = sum(int(m) for m in re.findall(r"(\d+) log lines? suppressed", err))
+    step("stderr: %d lines, %d of them drops, %d lines counted as suppressed"
+         % (len(err.splitlines()), drops, suppressed))
+    check(drops <= 25, "300 drops at once should be rate-limited, got %d lines" % drops)
+    check(drops + suppressed >= 300, "300 clients dropped, but stderr shows %d drop lines and "
+          "%d suppressed: the count of suppressed lines was never written (last lines:\n%s)"
+          % (drops, suppressed, stderr_tail(srv, 3)))
 
 
 # ---- 5 --------------------------------------------------------------------
@@ -466,21 +478,34 @@ def case_max_clients(nbio):
 
 # ---- 7 --------------------------------------------------------------------
 
-def sigterm_run(nbio, n, lingering, max_exit):
+def sigterm_run(nbio, n, lingering, max_exit, heavy=0):
     """n clients send frames and do not read; SIGTERM; then they read. Each
     must get every echo, then EOF, never a reset. Clients close on EOF except
-    the `lingering` first ones, which keep their socket open."""
+    the `lingering` first ones, which keep their socket open. `heavy` more
+    clients send 6 MB each through a small receive window: at the signal the
+    server holds echoes it cannot write yet and input it has not read."""
     srv = start(nbio, "--framing", "u64")
     clients = []
     expect = {}
     for k in range(n):
         # Half read through a small window: their echoes back up in the server.
         s = sock(srv.addr, rcvbuf=8192 if k % 2 else None)
+        echo_once(s, b"hello")  # accepted and served: a client of the server
         frames = [payload((k * 7919 + i * 104729) % 6000, i) for i in range(20)]
         expect[s] = b"".join(u64_frame(f) for f in frames)
         clients.append(s)
-    for s in clients:
+    for k in range(heavy):
+        s = sock(srv.addr, rcvbuf=8192)
+        echo_once(s, b"hello")
+        expect[s] = b"".join(u64_frame(payload(60000, k + i)) for i in range(100))
+        clients.append(s)
+    senders = [send_in_thread(s, expect[s]) for s in clients[n:]]
+    for s in clients[:n]:
         s.sendall(expect[s])  # all well under the server's receive buffer
+    for t in senders:  # 6 MB fit in the kernel's buffers on loopback
+        t.join(10)
+        check(not t.is_alive() and t.error is None, "a heavy client could not send its 6 MB "
+              "before the signal: %r" % t.error)
     t_sig = time.monotonic()
     srv.proc.send_signal(signal.SIGTERM)
     got = {s: bytearray() for s in clients}
@@ -519,13 +544,13 @@ def sigterm_run(nbio, n, lingering, max_exit):
     rc = srv.proc.poll()
     short = [i for i, s in enumerate(clients) if s in done and bytes(got[s]) != expect[s]]
     missing = [i for i, s in enumerate(clients) if s not in done and s not in resets]
-    step("%d clients (%d keep their socket open after EOF), SIGTERM: %d got EOF, %d a reset, "
-         "%d neither; %d with wrong echoes; exit status %r after %s"
-         % (n, lingering, len(done), len(resets), len(missing), len(short), rc,
+    step("%d clients (%d keep their socket open after EOF, %d heavy), SIGTERM: %d got EOF, "
+         "%d a reset, %d neither; %d with wrong echoes; exit status %r after %s"
+         % (n, lingering, heavy, len(done), len(resets), len(missing), len(short), rc,
             "%.0f ms" % ((t_exit - t_sig) * 1000) if t_exit else "(still running)"))
     for s in list(resets) + [clients[i] for i in short]:
         step("client %d (connected %d of %d): got %d of %d bytes, then %s"
-             % (clients.index(s), clients.index(s) + 1, n, len(got[s]), len(expect[s]),
+             % (clients.index(s), clients.index(s) + 1, len(clients), len(got[s]), len(expect[s]),
                 "a reset" if s in resets else "EOF"))
     print(stderr_tail(srv))
     check(not resets, "%d clients got a connection reset instead of their echoes and EOF"
@@ -539,7 +564,7 @@ def sigterm_run(nbio, n, lingering, max_exit):
 
 def case_sigterm_in_flight(nbio):
     # Clients that close once they have everything: the server is done fast.
-    sigterm_run(nbio, 100, 0, 3.0)
+    sigterm_run(nbio, 100, 0, 3.0, heavy=4)
     # Some keep their socket open: the 5 s grace period bounds the exit.
     sigterm_run(nbio, 10, 3, 6.5)
 
