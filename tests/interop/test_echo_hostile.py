@@ -514,6 +514,10 @@ def sigterm_run(nbio, n, lingering, max_exit, heavy=0):
         t.join(10)
         check(not t.is_alive() and t.error is None, "a heavy client could not send its 6 MB "
               "before the signal: %r" % t.error)
+    # What the heavy clients' kernels still hold unsent (the server's window
+    # is closed: it stopped reading them while their echoes are pending).
+    unsent = [struct.unpack("i", fcntl.ioctl(s, termios.TIOCOUTQ, b"\0\0\0\0"))[0]
+              for s in clients[n:]]
     t_sig = time.monotonic()
     srv.proc.send_signal(signal.SIGTERM)
     got = {s: bytearray() for s in clients}
@@ -556,6 +560,9 @@ def sigterm_run(nbio, n, lingering, max_exit, heavy=0):
          "%d a reset, %d neither; %d with wrong echoes; exit status %r after %s"
          % (n, lingering, heavy, len(done), len(resets), len(missing), len(short), rc,
             "%.0f ms" % ((t_exit - t_sig) * 1000) if t_exit else "(still running)"))
+    if heavy:
+        step("at the signal the heavy clients still had %s bytes unsent in their kernel "
+             "(sent by the program, not yet taken by the server)" % unsent)
     for s in list(resets) + [clients[i] for i in short]:
         step("client %d (connected %d of %d): got %d of %d bytes, then %s"
              % (clients.index(s), clients.index(s) + 1, len(clients), len(got[s]), len(expect[s]),
