@@ -19,6 +19,8 @@
 #define EVENTS_PER_STEP 256
 #define ACCEPT_BACKOFF_MS 100 /* out of descriptors: pause accepting this long */
 #define TLS_HANDSHAKE_CHECK_MS 11000 /* drive a silent TLS client past its handshake limit */
+#define QUIET_MS 100 /* draining: a client quiet this long has sent everything; lingering:
+                        after our goodbye, a client quiet this long is let go */
 
 typedef enum client_state {
     CLIENT_ECHOING, /* reading and echoing */
@@ -37,6 +39,7 @@ typedef struct echo_client {
     bool pending;
     nbio_buf rest;
     int64_t last_msg;       /* when the last whole message arrived */
+    int64_t last_active;    /* when bytes last moved either way */
     int64_t close_deadline; /* CLOSING/LINGER: drop after this */
 } echo_client;
 
@@ -133,10 +136,13 @@ static void drop_client(echo_server *srv, echo_client *c, int err)
 /* The client's next deadline, or -1. */
 static int64_t client_deadline(const echo_server *srv, const echo_client *c)
 {
+    if (c->state == CLIENT_LINGER && c->last_active + QUIET_MS < c->close_deadline)
+        return c->last_active + QUIET_MS;
     if (c->state != CLIENT_ECHOING)
         return c->close_deadline;
     if (srv->draining)
-        return srv->drain_deadline;
+        return c->last_active + QUIET_MS < srv->drain_deadline ? c->last_active + QUIET_MS
+                                                               : srv->drain_deadline;
     if (srv->idle_timeout_ms > 0)
         return c->last_msg + srv->idle_timeout_ms;
     if (srv->tls != NULL && !nbio_tls_handshake_done(c->s))
@@ -180,7 +186,7 @@ static int add_client(echo_server *srv, nbio_session *s)
     }
     c->s = s;
     c->state = CLIENT_ECHOING;
-    c->last_msg = srv->now;
+    c->last_msg = c->last_active = srv->now;
     nbio_set_data(s, c);
     int r = nbio_poller_add(srv->poller, s);
     if (r < 0) {
@@ -261,9 +267,12 @@ static void start_closing(echo_server *srv, echo_client *c)
 static int serve_echoing(echo_server *srv, echo_client *c)
 {
     if (c->pending) {
+        size_t before = c->rest.len;
         int r = nbio_write(c->s, &c->rest);
         if (r < 0)
             return r;
+        if (c->rest.len != before)
+            c->last_active = srv->now;
         if (r == NBIO_PENDING)
             return 0;
         set_pending(srv, c, false);
@@ -272,10 +281,17 @@ static int serve_echoing(echo_server *srv, echo_client *c)
         nbio_buf in;
         int r = nbio_read(c->s, &in);
         if (r == NBIO_IDLE) {
-            if (srv->draining) /* everything it sent is echoed */
-                start_closing(srv, c);
+            /* Draining: a client quiet for a while has sent everything (its
+             * late bytes may only be slow because our echoes were). */
+            if (srv->draining) {
+                if (srv->now - c->last_active >= QUIET_MS)
+                    start_closing(srv, c);
+                else
+                    arm_timer(srv, c);
+            }
             return 0;
         }
+        c->last_active = srv->now;
         if (r == NBIO_ACTIVE)
             continue;
         if (r == NBIO_EPEERCLOSED) {
@@ -300,7 +316,7 @@ static int serve_echoing(echo_server *srv, echo_client *c)
 /* Our goodbye, then the client's end of stream (reading what still comes,
  * so closing the socket does not reset the connection). Returns 1 when the
  * client is done, 0 to go on, or a negative error. */
-static int serve_closing(echo_client *c)
+static int serve_closing(echo_server *srv, echo_client *c)
 {
     if (c->state == CLIENT_CLOSING) {
         int r = nbio_shutdown(c->s);
@@ -309,6 +325,8 @@ static int serve_closing(echo_client *c)
         if (r != NBIO_DONE)
             return 0;
         c->state = CLIENT_LINGER;
+        c->last_active = srv->now;
+        arm_timer(srv, c);
     }
     for (int k = 0; k < READS_PER_STEP; k++) {
         nbio_buf in;
@@ -317,6 +335,7 @@ static int serve_closing(echo_client *c)
             return 0;
         if (r < 0)
             return 1; /* its end of stream, or it went away: done either way */
+        c->last_active = srv->now;
     }
     return 0;
 }
@@ -326,13 +345,25 @@ static int serve_closing(echo_client *c)
 static bool client_timer(echo_server *srv, echo_client *c)
 {
     int64_t due = client_deadline(srv, c);
-    if (srv->draining && c->state == CLIENT_ECHOING && srv->now < due) {
-        arm_timer(srv, c); /* the drain's first call: serve it below */
+    if (srv->draining && c->state == CLIENT_ECHOING && srv->now < srv->drain_deadline) {
+        arm_timer(srv, c); /* serve it below: it closes once quiet */
         return false;
     }
     if (due < 0 || srv->now < due) {
         arm_timer(srv, c); /* it sent a message meanwhile: a later deadline */
         return false;
+    }
+    if (c->state == CLIENT_LINGER && srv->now < c->close_deadline) {
+        /* Our goodbye is out and it went quiet: let it go, unless bytes
+         * arrived just now (closing over unread bytes would reset it). */
+        int64_t before = c->last_active;
+        int r = serve_closing(srv, c);
+        if (r == 0 && c->last_active != before) {
+            arm_timer(srv, c);
+            return false;
+        }
+        remove_client(srv, c);
+        return true;
     }
     if (c->state != CLIENT_ECHOING || srv->draining) {
         cli_log_line(&srv->log, "dropped client %s: graceful close took too long", c->name);
@@ -368,7 +399,7 @@ static void serve_client(echo_server *srv, echo_client *c, unsigned events)
         }
     }
     if (c->state != CLIENT_ECHOING) {
-        int r = serve_closing(c);
+        int r = serve_closing(srv, c);
         if (r < 0)
             drop_client(srv, c, r);
         else if (r == 1)
@@ -385,6 +416,7 @@ int echo_server_step(echo_server *srv, int wait_ms)
         return n;
     }
     srv->now = nbio_now_ms();
+    cli_log_tick(&srv->log, false);
     for (int i = 0; i < n; i++) {
         if (ev[i].session == srv->listener) {
             if (ev[i].events & NBIO_EV_TIMER) /* the accept pause is over */
@@ -429,6 +461,7 @@ void echo_server_free(echo_server *srv)
 {
     if (srv == NULL)
         return;
+    cli_log_tick(&srv->log, true);
     for (size_t i = 0; i < srv->n; i++) {
         nbio_free(srv->clients[i]->s);
         free(srv->clients[i]);

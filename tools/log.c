@@ -38,6 +38,22 @@ static void emit(cli_log *l, const char *line, size_t len)
         l->dropped++;
 }
 
+void cli_log_tick(cli_log *l, bool force)
+{
+    if (l->suppressed == 0 || l->fd < 0)
+        return;
+    int64_t now = nbio_now_ms();
+    if (!force && now - l->window_start < 1000)
+        return;
+    char line[160];
+    int n = snprintf(line, sizeof line, "%s: %lu log lines suppressed\n", l->prefix,
+                     l->suppressed);
+    l->suppressed = 0;
+    l->window_start = now;
+    l->in_window = 1;
+    emit(l, line, (size_t)n);
+}
+
 void cli_log_line(cli_log *l, const char *fmt, ...)
 {
     if (l->fd < 0)

@@ -12,6 +12,7 @@
 #ifndef NBIO_TOOLS_LOG_H
 #define NBIO_TOOLS_LOG_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -27,6 +28,10 @@ typedef struct cli_log {
 
 /* Sets up a log on f (stderr when NULL). */
 void cli_log_init(cli_log *l, FILE *f, const char *prefix, int burst);
+
+/* Says how many lines were suppressed, once their second is over (or at
+ * once with force). Cheap: call it every loop step, and with force at exit. */
+void cli_log_tick(cli_log *l, bool force);
 
 /* Logs "PREFIX: MESSAGE\n" unless over the rate; never blocks. */
 void cli_log_line(cli_log *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
