@@ -35,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
@@ -480,6 +481,7 @@ static int syscalls_side(int side, uint64_t count)
     fflush(stdout);
     pid_t st = fork();
     if (st == 0) {
+        (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
         dup2(pfd[1], STDERR_FILENO);
         execlp("strace", "strace", "-c", "-f", "-p", pidstr, "-o", file, (char *)NULL);
         _exit(127);

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -200,13 +201,16 @@ long echo_rss_kib(pid_t pid)
 
 /*
  * One thread, epoll (level-triggered), non-blocking sockets. Each connection
- * has one 64 KiB buffer (allocated on its first event): what arrives is read
- * into it and written back as-is; what the socket does not take stays there
- * (pending) and reading pauses until it is gone. With TLS the same with
+ * has one buffer (64 KiB, allocated on its first event; a read that fills it
+ * doubles it once the data is echoed, up to 1 MiB, as a framing layer's read
+ * buffer grows for large frames): what arrives is read into it and written
+ * back as-is; what the socket does not take stays there (pending) and
+ * reading pauses until it is gone. With TLS the same with
  * SSL_read/SSL_write (partial writes on; a would-block write is retried
  * with the same bytes). Idle: spin (epoll_wait with timeout 0) or wait.
  */
-#define RAW_CAP 65536
+#define RAW_CAP 65536         /* first buffer size */
+#define RAW_CAP_MAX (1u << 20) /* a read that fills the buffer doubles it, up to this */
 #define RAW_READS_PER_EVENT 16
 #define RAW_ACCEPTS_PER_STEP 64
 
@@ -214,9 +218,10 @@ typedef struct rconn {
     int fd;
     SSL *ssl;
     unsigned char *buf;
+    size_t cap;
     size_t off, len; /* pending: buf[off..len) */
     uint32_t ev;
-    bool dead, again;
+    bool dead, again, grow;
 } rconn;
 
 static void raw_set_ev(int ep, rconn *c, uint32_t ev)
@@ -232,8 +237,11 @@ static void raw_set_ev(int ep, rconn *c, uint32_t ev)
  * serve again without waiting), -1 (close it). */
 static int raw_serve(int ep, rconn *c)
 {
-    if (c->buf == NULL && (c->buf = malloc(RAW_CAP)) == NULL)
-        return -1;
+    if (c->buf == NULL) {
+        if ((c->buf = malloc(RAW_CAP)) == NULL)
+            return -1;
+        c->cap = RAW_CAP;
+    }
     int reads = 0;
     for (;;) {
         if (c->off < c->len) {
@@ -264,13 +272,22 @@ static int raw_serve(int ep, rconn *c)
                     continue;
             }
             c->off = c->len = 0;
+            if (c->grow) { /* the last read filled the buffer: a larger one */
+                unsigned char *b = malloc(2 * c->cap);
+                if (b != NULL) {
+                    free(c->buf);
+                    c->buf = b;
+                    c->cap *= 2;
+                }
+                c->grow = false;
+            }
         }
         if (reads++ == RAW_READS_PER_EVENT) {
             raw_set_ev(ep, c, EPOLLIN);
             return c->ssl != NULL; /* plaintext: level-triggered epoll reports the rest */
         }
         if (c->ssl == NULL) {
-            ssize_t n = recv(c->fd, c->buf, RAW_CAP, 0);
+            ssize_t n = recv(c->fd, c->buf, c->cap, 0);
             if (n == 0)
                 return -1;
             if (n < 0) {
@@ -282,7 +299,7 @@ static int raw_serve(int ep, rconn *c)
             c->len = (size_t)n;
         } else {
             size_t n = 0;
-            if (SSL_read_ex(c->ssl, c->buf, RAW_CAP, &n) != 1) {
+            if (SSL_read_ex(c->ssl, c->buf, c->cap, &n) != 1) {
                 int e = SSL_get_error(c->ssl, 0);
                 if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
                     raw_set_ev(ep, c, e == SSL_ERROR_WANT_WRITE ? EPOLLOUT : EPOLLIN);
@@ -293,6 +310,7 @@ static int raw_serve(int ep, rconn *c)
             c->len = n;
         }
         c->off = 0;
+        c->grow = c->len == c->cap && c->cap < RAW_CAP_MAX;
     }
 }
 
@@ -438,6 +456,7 @@ int echo_server_start(echo_server_proc *p, const echo_server_opts *o, int timeou
     }
     fflush(stdout);
     fflush(stderr);
+    pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) {
         perror("bench: fork");
@@ -447,6 +466,11 @@ int echo_server_start(echo_server_proc *p, const echo_server_opts *o, int timeou
     }
     if (pid == 0) {
         close(pfd[0]);
+        /* Do not outlive the benchmark (killed by a test timeout, say): a
+         * spinning server would keep a CPU busy. Survives exec. */
+        (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(3);
         if (o->pin)
             echo_pin_process(1);
         if (o->kind == ECHO_SRV_NBIO) {
