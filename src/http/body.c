@@ -79,7 +79,8 @@ static int content_length(const nbio_http_head *h, uint64_t *len, const char **w
             while (p < end && is_ows(*p))
                 p++;
             if (p == end || (unsigned)(*p - '0') >= 10u) {
-                *why = p == end ? "empty Content-Length" : "Content-Length is not a number";
+                *why = p == end || *p == ',' ? "empty Content-Length"
+                                             : "Content-Length is not a number";
                 return NBIO_EPROTOCOL;
             }
             uint64_t n = 0;
