@@ -14,6 +14,7 @@ typedef struct subcommand {
 static const subcommand subcommands[] = {
     {"echo-server", cli_echo_server, "echo bytes or frames back to many clients"},
     {"cat", cli_cat, "send standard input to a peer, print what comes back"},
+    {"get", cli_get, "HTTP requests: print the response bodies (like curl)"},
     {"demo", cli_demo, "run the examples against an in-process echo server"},
 };
 
