@@ -18,8 +18,8 @@ install(FILES ${PROJECT_BINARY_DIR}/nbioConfig.cmake ${PROJECT_BINARY_DIR}/nbioC
   DESTINATION ${NBIO_INSTALL_CMAKEDIR})
 
 # pkg-config: what a static link needs beyond libnbio.a. Add a module here
-# when the library starts to depend on it (e.g. zlib for permessage-deflate).
-set(NBIO_PC_REQUIRES_PRIVATE "libcares libssl libcrypto")
+# when the library starts to depend on it (zlib: HTTP content decoding).
+set(NBIO_PC_REQUIRES_PRIVATE "libcares libssl libcrypto zlib")
 set(NBIO_PC_LIBS_PRIVATE "-pthread")
 # The .pc file finds the prefix relative to itself, so an installed tree can
 # be moved (and `cmake --install --prefix DIR` works).
