@@ -176,8 +176,10 @@ NBIO_API void nbio_http_agent_options_init(nbio_http_agent_options *o);
 
 /**
  * Makes an agent. tls is used for https:// URLs (the agent takes its own
- * reference); NULL: the system's trust store with verification on. o may be
- * NULL for the defaults. Returns NULL when out of memory.
+ * reference; give it alpn "http/1.1" to offer ALPN); NULL: made on first
+ * use with the system's trust store, verification on and ALPN http/1.1.
+ * Host names are verified and sent as SNI from each URL. o may be NULL for
+ * the defaults. Returns NULL when out of memory.
  * An agent and its exchanges belong to one thread.
  */
 NBIO_API nbio_http_agent *nbio_http_agent_new(nbio_tls_config *tls,

@@ -219,6 +219,15 @@ static int send_request(nbio__exchange *x, bool allow_pool)
         nbio_tcp_options to;
         nbio_tcp_options_init(&to);
         to.connect_timeout_ms = a->o.connect_timeout_ms;
+        if (x->u.tls && a->tls == NULL) {
+            /* the system's trust store, verification on, ALPN http/1.1 */
+            nbio_tls_options o;
+            nbio_tls_options_init(&o);
+            o.alpn = "http/1.1";
+            char why[NBIO__DETAIL_MAX];
+            if (nbio_tls_config_new(&a->tls, NBIO_TLS_CLIENT, &o, why, sizeof why) < 0)
+                return nbio__fail(s, NBIO_ETLS, "%s", why);
+        }
         nbio_session *t = nbio_tcp_connect(addr, &to);
         if (x->u.tls)
             t = nbio_tls_client(t, a->tls, x->u.host);
