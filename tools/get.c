@@ -62,6 +62,8 @@ typedef struct get_state {
     progress meter;
     /* the response being received */
     bool skip_body;   /* --fail and a status >= 400, or -I */
+    bool unfollowed;  /* -L, and still a redirect: the limit was reached */
+    int redirect_status;
 } get_state;
 
 static void get_help(void)
@@ -410,8 +412,10 @@ static int put(get_state *st, const void *data, size_t len)
  * line (-i, -I). */
 static int put_head(get_state *st, const nbio_http_head *h)
 {
-    if (fprintf(st->out, "HTTP/1.%d %d %.*s\r\n", h->minor_version, h->status,
-                (int)h->reason.len, h->reason.data ? h->reason.data : "") < 0)
+    /* the space before an empty reason is left out, as most such servers do */
+    if (fprintf(st->out, "HTTP/1.%d %d%s%.*s\r\n", h->minor_version, h->status,
+                h->reason.len > 0 ? " " : "", (int)h->reason.len,
+                h->reason.data ? h->reason.data : "") < 0)
         return -(errno ? errno : EIO);
     for (size_t i = 0; i < h->num_headers; i++)
         if (fprintf(st->out, "%.*s: %.*s\r\n", (int)h->headers[i].name.len,
@@ -419,6 +423,20 @@ static int put_head(get_state *st, const nbio_http_head *h)
                     h->headers[i].value.data ? h->headers[i].value.data : "") < 0)
             return -(errno ? errno : EIO);
     return put(st, "\r\n", 2);
+}
+
+/* Chunked trailers follow the body with -i, one line each (as curl prints
+ * them). */
+static int put_trailers(get_state *st, const nbio_http_response *r)
+{
+    if (!st->o->include || st->skip_body)
+        return 0;
+    for (size_t i = 0; i < r->num_trailers; i++)
+        if (fprintf(st->out, "%.*s: %.*s\r\n", (int)r->trailers[i].name.len,
+                    r->trailers[i].name.data, (int)r->trailers[i].value.len,
+                    r->trailers[i].value.data ? r->trailers[i].value.data : "") < 0)
+            return -(errno ? errno : EIO);
+    return 0;
 }
 
 /* A response head arrived (whole or streamed) for url. Returns 0 or an
@@ -430,6 +448,16 @@ static int on_head(get_state *st, const nbio_http_response *r, const char *url)
         fprintf(stderr, "< %d %.*s\n", h->status, (int)h->reason.len,
                 h->reason.data ? h->reason.data : "");
     st->skip_body = st->o->head;
+    st->unfollowed = false;
+    if (st->o->location && (h->status == 301 || h->status == 302 || h->status == 303 ||
+                            h->status == 307 || h->status == 308) &&
+        nbio_http_header_find(h, "location", NULL) != NULL) {
+        /* the agent hands a redirect out only when it will not follow it */
+        st->unfollowed = true;
+        st->redirect_status = h->status;
+        st->skip_body = true;
+        return 0;
+    }
     if (st->o->fail && h->status >= 400) {
         fprintf(stderr, "nbio get: %s: the server answered %d %.*s\n", url, h->status,
                 (int)h->reason.len, h->reason.data ? h->reason.data : "");
@@ -461,8 +489,14 @@ static int on_part(get_state *st, const nbio_http_response *r, const char *url)
     int e = 0;
     switch (r->part) {
     case NBIO_HTTP_WHOLE:
-        if ((e = on_head(st, r, url)) == 0)
-            e = on_body(st, r->body);
+        if (r->head.status >= 100 && r->head.status < 200) { /* 100 Continue, 103: with -i */
+            if (st->o->verbose)
+                fprintf(stderr, "< %d %.*s\n", r->head.status, (int)r->head.reason.len,
+                        r->head.reason.data ? r->head.reason.data : "");
+            return st->o->include ? put_head(st, &r->head) : 0;
+        }
+        if ((e = on_head(st, r, url)) == 0 && (e = on_body(st, r->body)) == 0)
+            e = put_trailers(st, r);
         progress_end(&st->meter);
         return e < 0 ? e : 1;
     case NBIO_HTTP_HEAD:
@@ -470,7 +504,8 @@ static int on_part(get_state *st, const nbio_http_response *r, const char *url)
     case NBIO_HTTP_BODY:
         return on_body(st, r->body);
     case NBIO_HTTP_END:
-        e = on_body(st, r->body);
+        if ((e = on_body(st, r->body)) == 0)
+            e = put_trailers(st, r);
         progress_end(&st->meter);
         return e < 0 ? e : 1;
     }
@@ -572,10 +607,17 @@ static int fetch(get_state *st, nbio_http_agent *agent, const char *url)
                     fprintf(stderr, "* redirected to %s\n", final);
             }
             int e = on_part(st, &resp, url);
-            if (e < 0)
+            if (e < 0) {
                 rc = output_failed(st, e);
-            else if (e == 1)
+            } else if (e == 1 && st->unfollowed) {
+                const char *at = nbio_http_exchange_url(ex);
+                fprintf(stderr, "nbio get: too many redirects: %s answered %d after %d "
+                        "redirects were followed (-L follows at most %d)\n",
+                        at ? at : url, st->redirect_status, GET_MAX_REDIRECTS, GET_MAX_REDIRECTS);
+                rc = CLI_EXIT_FAIL;
+            } else if (e == 1) {
                 rc = CLI_EXIT_OK;
+            }
         } else if (r == NBIO_IDLE) {
             (void)nbio_wait(&ex, 1, WAIT_MS);
         } else if (r < 0) {
@@ -587,6 +629,24 @@ static int fetch(get_state *st, nbio_http_agent *agent, const char *url)
 }
 
 /* ---- --pipeline ---------------------------------------------------------- */
+
+/* One line: the error, then the URLs left unanswered. */
+static int pipeline_failed(get_state *st, const nbio_session *s, int err, const char **left,
+                           size_t n)
+{
+    progress_end(&st->meter);
+    fflush(st->out);
+    const char *d = nbio_detail(s);
+    fprintf(stderr, "nbio get: %s: %s", nbio_errname(err), d[0] ? d : nbio_strerror(err));
+    if (n > 0) {
+        fprintf(stderr, " (unanswered:");
+        for (size_t i = 0; i < n; i++)
+            fprintf(stderr, " %s", left[i]);
+        fprintf(stderr, ")");
+    }
+    fprintf(stderr, "\n");
+    return CLI_EXIT_FAIL;
+}
 
 /* Requests of one origin over one connection: written first, then the
  * responses are read in order. urls are the origin's URLs in the order
@@ -606,6 +666,7 @@ static int pipeline_origin(get_state *st, nbio_tls_config *tls, const char **url
     nbio_http_options_init(&ho);
     ho.stream_body = !o->compressed;
     ho.decompress = o->compressed;
+    ho.interim = o->include;
     nbio_session *s = inner != NULL ? nbio_http_client(inner, authority, &ho) : NULL;
     if (s == NULL) {
         fprintf(stderr, "nbio get: out of memory\n");
@@ -670,7 +731,7 @@ static int pipeline_origin(get_state *st, nbio_tls_config *tls, const char **url
         } else if (r == NBIO_IDLE && !wrote) {
             (void)nbio_wait(&s, 1, WAIT_MS);
         } else if (r < 0) {
-            rc = session_failed(st, s, r);
+            rc = pipeline_failed(st, s, r, urls + answered, written - answered);
         }
     }
     if (rc < 0) { /* all answered: say goodbye, briefly */
@@ -784,6 +845,7 @@ int cli_get(int argc, char **argv)
         nbio_http_agent_options_init(&ao);
         ao.http.stream_body = !o.compressed; /* whole bodies only to decode them */
         ao.http.decompress = o.compressed;
+        ao.http.interim = o.include; /* -i prints 100 Continue and 103 as curl does */
         ao.max_redirects = o.location ? GET_MAX_REDIRECTS : 0;
         nbio_http_agent *agent = nbio_http_agent_new(tls, &ao);
         if (agent == NULL) {
