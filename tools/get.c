@@ -64,6 +64,7 @@ typedef struct get_state {
     bool skip_body;   /* --fail and a status >= 400, or -I */
     bool unfollowed;  /* -L, and still a redirect: the limit was reached */
     int redirect_status;
+    char location[512]; /* its Location, for the message */
 } get_state;
 
 static void get_help(void)
@@ -453,8 +454,10 @@ static int on_head(get_state *st, const nbio_http_response *r, const char *url)
                             h->status == 307 || h->status == 308) &&
         nbio_http_header_find(h, "location", NULL) != NULL) {
         /* the agent hands a redirect out only when it will not follow it */
+        const nbio_http_slice *loc = nbio_http_header_find(h, "location", NULL);
         st->unfollowed = true;
         st->redirect_status = h->status;
+        snprintf(st->location, sizeof st->location, "%.*s", (int)loc->len, loc->data);
         st->skip_body = true;
         return 0;
     }
@@ -582,38 +585,50 @@ static int fetch(get_state *st, nbio_http_agent *agent, const char *url)
         nbio_free(ex);
         return rc;
     }
-    char addr[300];
-    connect_addr(url, addr, sizeof addr);
+    /* -v: the URL being fetched (it changes as redirects are followed) and
+     * whether its connection was reported yet */
+    char *shown_url = o->verbose ? strdup(url) : NULL;
     bool told_connection = false;
     if (o->verbose)
         verbose_request(req.method, url);
     int rc = -1;
     while (rc < 0) {
         nbio_http_response resp;
+        int before = nbio_http_exchange_reused(ex);
         int r = nbio_http_read_response(ex, &resp);
-        if (o->verbose && !told_connection) {
+        const char *cur = nbio_http_exchange_url(ex);
+        if (shown_url != NULL && cur != NULL && strcmp(cur, shown_url) != 0) {
+            if (!told_connection && before >= 0) { /* connected, answered, followed at once */
+                char addr[300];
+                connect_addr(shown_url, addr, sizeof addr);
+                fprintf(stderr, before ? "* reusing connection to %s\n" : "* connected to %s\n",
+                        addr);
+            }
+            fprintf(stderr, "* redirected to %s\n", cur);
+            free(shown_url);
+            shown_url = strdup(cur);
+            told_connection = false;
+        }
+        if (shown_url != NULL && !told_connection) {
             int reused = nbio_http_exchange_reused(ex);
             if (reused == 1 || (reused == 0 && (r == NBIO_DATA ||
                                                 nbio_status(ex) == NBIO_STATUS_ESTABLISHED))) {
+                char addr[300];
+                connect_addr(shown_url, addr, sizeof addr);
                 fprintf(stderr, reused ? "* reusing connection to %s\n" : "* connected to %s\n",
                         addr);
                 told_connection = true;
             }
         }
         if (r == NBIO_DATA) {
-            if (o->verbose && resp.part <= NBIO_HTTP_HEAD) {
-                const char *final = nbio_http_exchange_url(ex);
-                if (final != NULL && strcmp(final, url) != 0)
-                    fprintf(stderr, "* redirected to %s\n", final);
-            }
             int e = on_part(st, &resp, url);
             if (e < 0) {
                 rc = output_failed(st, e);
             } else if (e == 1 && st->unfollowed) {
                 const char *at = nbio_http_exchange_url(ex);
-                fprintf(stderr, "nbio get: too many redirects: %s answered %d after %d "
-                        "redirects were followed (-L follows at most %d)\n",
-                        at ? at : url, st->redirect_status, GET_MAX_REDIRECTS, GET_MAX_REDIRECTS);
+                fprintf(stderr, "nbio get: redirect not followed: %s answered %d with Location: "
+                        "%s (-L follows at most %d redirects, to http:// and https:// URLs)\n",
+                        at ? at : url, st->redirect_status, st->location, GET_MAX_REDIRECTS);
                 rc = CLI_EXIT_FAIL;
             } else if (e == 1) {
                 rc = CLI_EXIT_OK;
@@ -624,6 +639,7 @@ static int fetch(get_state *st, nbio_http_agent *agent, const char *url)
             rc = session_failed(st, ex, r);
         }
     }
+    free(shown_url);
     nbio_free(ex);
     return rc;
 }
@@ -829,6 +845,7 @@ int cli_get(int argc, char **argv)
         nbio_tls_options_init(&to);
         to.ca_file = o.cacert;
         to.insecure_skip_verify = o.insecure;
+        to.alpn = "http/1.1"; /* as the agent's own default configuration */
         char why[400] = "";
         int r = nbio_tls_config_new(&tls, NBIO_TLS_CLIENT, &to, why, sizeof why);
         if (r < 0) {
