@@ -13,6 +13,7 @@
  * is scanned for its end (resuming where the previous call stopped) and
  * parsed as a field section once it is complete.
  */
+#include <limits.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -45,6 +46,8 @@ void nbio__chunked_init(nbio__chunked *c, size_t max_line, size_t max_trailer)
     c->state = S_SIZE_FIRST;
     c->max_line = max_line != 0 ? max_line : NBIO__CHUNK_MAX_LINE;
     c->max_trailer = max_trailer != 0 ? max_trailer : NBIO__CHUNK_MAX_TRAILER;
+    if (c->max_trailer > INT_MAX) /* nbio__http_parse_fields() returns an int */
+        c->max_trailer = INT_MAX;
 }
 
 static inline bool is_tchar(unsigned char ch)

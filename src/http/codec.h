@@ -297,7 +297,7 @@ typedef struct nbio__chunked {
 
 /* Starts a body. max_line bounds one chunk-size line (size digits and
  * extensions, CRLF excluded; 0: NBIO__CHUNK_MAX_LINE); max_trailer the
- * trailer section (0: NBIO__CHUNK_MAX_TRAILER). */
+ * trailer section (0: NBIO__CHUNK_MAX_TRAILER; at most INT_MAX). */
 void nbio__chunked_init(nbio__chunked *c, size_t max_line, size_t max_trailer);
 
 /*
