@@ -19,10 +19,31 @@
 #include "cli.h"
 #include "echo_server.h"
 #include "nbio/frame.h"
+#include "nbio/http_client.h"
 #include "nbio/tcp.h"
 #include "nbio/tls.h"
 
 #define STEP_TIMEOUT_MS 10000
+
+/* A tiny HTTP responder written on the raw session verbs: it accepts one
+ * connection at a time on 127.0.0.1:0, reads request heads (up to the empty
+ * line) and answers each with one fixed response. Enough for the HTTP step;
+ * not an HTTP server (request bodies are not expected). */
+#define HTTP_DEMO_BODY "hello from the demo's HTTP responder!\n"
+static const char http_demo_response[] = "HTTP/1.1 200 OK\r\n"
+                                         "Content-Type: text/plain\r\n"
+                                         "Content-Length: 38\r\n"
+                                         "\r\n" HTTP_DEMO_BODY;
+
+typedef struct http_responder {
+    nbio_session *listener;
+    nbio_session *conn;  /* the client being served, or NULL */
+    char addr[64];
+    char head[4096];     /* the request head read so far */
+    size_t head_len;
+    nbio_buf out;        /* the rest of the answer being written */
+    unsigned connections, requests;
+} http_responder;
 
 typedef struct demo_ctx {
     echo_server *echo; /* raw-byte echo server on 127.0.0.1:0 */
@@ -34,6 +55,7 @@ typedef struct demo_ctx {
     echo_server *tls_echo;
     char tls_addr[128];
     char tls_error[400];
+    http_responder http; /* a tiny HTTP server for the HTTP step */
 } demo_ctx;
 
 typedef struct demo_step {
@@ -41,12 +63,80 @@ typedef struct demo_step {
     int (*run)(demo_ctx *ctx); /* 0 on success, -1 after printing why */
 } demo_step;
 
+/* Starts listening; returns 0, or -1 with the reason in err. */
+static int http_responder_open(http_responder *h, char *err, size_t errlen)
+{
+    memset(h, 0, sizeof *h);
+    h->listener = nbio_tcp_listen("127.0.0.1:0", NULL);
+    if (nbio_status(h->listener) != NBIO_STATUS_ESTABLISHED) {
+        snprintf(err, errlen, "%s: %s", nbio_errname(nbio_error(h->listener)),
+                 nbio_detail(h->listener));
+        nbio_free(h->listener);
+        h->listener = NULL;
+        return -1;
+    }
+    (void)nbio_local_address(h->listener, h->addr, sizeof h->addr);
+    return 0;
+}
+
+/* One step: accept, read a request head, write the answer. */
+static void http_responder_step(http_responder *h)
+{
+    if (h->listener == NULL)
+        return;
+    if (h->conn == NULL) {
+        if (nbio_accept(h->listener, &h->conn) == NBIO_DATA) {
+            h->connections++;
+            h->head_len = 0;
+            h->out.len = 0;
+        }
+        return;
+    }
+    if (h->out.len > 0) { /* an answer is going out: resubmit the rest */
+        if (nbio_write(h->conn, &h->out) < 0)
+            goto drop;
+        return;
+    }
+    nbio_buf in;
+    int r = nbio_read(h->conn, &in);
+    if (r < 0) /* the client closed (NBIO_EPEERCLOSED) or failed */
+        goto drop;
+    if (r != NBIO_DATA)
+        return;
+    if (in.len > sizeof h->head - h->head_len)
+        goto drop; /* a head this large is not for this responder */
+    memcpy(h->head + h->head_len, in.data, in.len);
+    h->head_len += in.len;
+    char *end = memmem(h->head, h->head_len, "\r\n\r\n", 4);
+    if (end == NULL)
+        return; /* the head is not complete yet */
+    size_t used = (size_t)(end + 4 - h->head);
+    memmove(h->head, h->head + used, h->head_len - used); /* a pipelined next request */
+    h->head_len -= used;
+    h->requests++;
+    h->out = (nbio_buf){http_demo_response, sizeof http_demo_response - 1};
+    if (nbio_write(h->conn, &h->out) < 0)
+        goto drop;
+    return;
+drop:
+    nbio_free(h->conn);
+    h->conn = NULL;
+}
+
+static void http_responder_close(http_responder *h)
+{
+    nbio_free(h->conn);
+    nbio_free(h->listener);
+    memset(h, 0, sizeof *h);
+}
+
 /* Lets every in-process server make progress once. */
 static void demo_pump(demo_ctx *ctx)
 {
     (void)echo_server_step(ctx->echo, 0);
     if (ctx->tls_echo != NULL)
         (void)echo_server_step(ctx->tls_echo, 0);
+    http_responder_step(&ctx->http);
 }
 
 static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -290,6 +380,90 @@ static int step_tls(demo_ctx *ctx)
     return rc;
 }
 
+/* ---- step 4: an HTTP request through the agent ---- */
+
+/* Reads ex until the whole response is there (NBIO_DATA), pumping the
+ * servers meanwhile. Returns 0, or -1 after saying why. */
+static int read_response(demo_ctx *ctx, nbio_session *ex, nbio_http_response *resp)
+{
+    int64_t deadline = nbio_now_ms() + STEP_TIMEOUT_MS;
+    unsigned reads = 0;
+    for (;;) {
+        int r = nbio_http_read_response(ex, resp);
+        if (r == NBIO_DATA)
+            break;
+        if (r < 0)
+            return failed(ex, "read", r);
+        if (nbio_now_ms() > deadline)
+            return failed(ex, "read", NBIO_ETIMEDOUT);
+        reads++;
+        demo_pump(ctx); /* the responder works between our reads */
+    }
+    say("nbio_http_read_response: NBIO_DATA on read %u; the %u before returned NBIO_IDLE",
+        reads + 1, reads);
+    say("  or NBIO_ACTIVE while the connect, the request and the answer went on");
+    return 0;
+}
+
+static int step_http(demo_ctx *ctx)
+{
+    char q[160], url[128];
+    if (ctx->http.listener == NULL) {
+        say("the HTTP responder could not start");
+        return -1;
+    }
+    snprintf(url, sizeof url, "http://%s/hello", ctx->http.addr);
+    say("a tiny HTTP responder runs in this process on %s (raw nbio_read/nbio_write on", ctx->http.addr);
+    say("  an accepted TCP session), answering every request with one fixed response");
+    nbio_http_agent *agent = nbio_http_agent_new(NULL, NULL);
+    if (agent == NULL)
+        return failed(NULL, "agent", NBIO_ENOMEM);
+    say("nbio_http_agent_new(NULL, NULL): the seed's HttpClient; it keeps idle keep-alive");
+    say("  connections per origin and reuses them");
+    int rc = 0;
+    for (int round = 0; round < 2 && rc == 0; round++) {
+        nbio_session *ex = nbio_http_agent_request(agent, url, NULL);
+        if (ex == NULL) {
+            rc = failed(NULL, "request", NBIO_ENOMEM);
+            break;
+        }
+        say("nbio_http_agent_request(GET %s): an exchange session, returned at once,", url);
+        say("  status %s", nbio_status(ex) == NBIO_STATUS_ESTABLISHING
+                               ? "ESTABLISHING (connect and request go on in read/drive)"
+                               : nbio_status(ex) == NBIO_STATUS_ESTABLISHED
+                                   ? "ESTABLISHED (a pooled connection: the request is queued on it)"
+                                                                            : "TERMINATED");
+        nbio_http_response resp;
+        rc = read_response(ctx, ex, &resp);
+        if (rc == 0) {
+            bool same = resp.body.len == strlen(HTTP_DEMO_BODY) &&
+                        memcmp(resp.body.data, HTTP_DEMO_BODY, resp.body.len) == 0;
+            say("  the whole response: HTTP/1.%d %d %.*s, %zu headers, body of %zu bytes:",
+                resp.head.minor_version, resp.head.status, (int)resp.head.reason.len,
+                resp.head.reason.data, resp.head.num_headers, resp.body.len);
+            say("  %s%s", quoted(resp.body.data, resp.body.len, q, sizeof q),
+                same ? " (as the responder sent it)" : " (MISMATCH)");
+            if (!same || resp.head.status != 200)
+                rc = -1;
+            int reused = nbio_http_exchange_reused(ex);
+            say("  %s; keep-alive: %s", reused == 1 ? "it reused the pooled connection"
+                                                    : "it opened a new connection",
+                resp.keep_alive ? "yes, the connection goes back to the agent's pool"
+                                : "no");
+            if (round == 1 && reused != 1) {
+                say("  the second request should have reused the first one's connection");
+                rc = -1;
+            }
+        }
+        nbio_free(ex);
+    }
+    if (rc == 0)
+        say("the responder accepted %u connection for %u requests; nbio_http_agent_free closes it",
+            ctx->http.connections, ctx->http.requests);
+    nbio_http_agent_free(agent);
+    return rc;
+}
+
 /* Makes the certificate and starts the TLS echo server; on failure leaves
  * ctx->tls_echo NULL with the reason in ctx->tls_error. */
 static void start_tls_server(demo_ctx *ctx)
@@ -322,6 +496,8 @@ static const demo_step steps[] = {
     {"streaming TCP: raw bytes (nbio's first example)", step_streaming},
     {"framing TCP: u64 length-prefixed frames (nbio's second example)", step_framing},
     {"TLS: u64 frames over TLS, certificate made in memory and verified", step_tls},
+    {"HTTP: a GET through the agent, then a second one on the same connection "
+     "(nbio's third example)", step_http},
 };
 
 static void demo_help(void)
@@ -330,8 +506,8 @@ static void demo_help(void)
            "\n"
            "Starts an echo server in this process on 127.0.0.1 (a free port), and a\n"
            "u64-framed TLS echo server with a self-signed certificate it generates in\n"
-           "memory, and runs libnbio's examples against them, printing what happens\n"
-           "step by step:\n");
+           "memory, and a tiny HTTP responder, and runs libnbio's examples against\n"
+           "them, printing what happens step by step:\n");
     for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++)
         printf("  %zu. %s\n", i + 1, steps[i].title);
     printf("Exits 0 when every step worked.\n");
@@ -359,12 +535,17 @@ int cli_demo(int argc, char **argv)
     }
     snprintf(ctx.echo_addr, sizeof ctx.echo_addr, "%s", echo_server_address(ctx.echo));
     start_tls_server(&ctx); /* a failure here fails the TLS step only */
+    char http_err[400] = "";
+    if (http_responder_open(&ctx.http, http_err, sizeof http_err) < 0) /* fails the HTTP step */
+        fprintf(stderr, "nbio demo: cannot start the HTTP responder: %s\n", http_err);
     printf("libnbio %s demo\n", nbio_version());
     printf("An echo server runs in this process on %s, driven in the same thread\n"
            "between the client's calls (nothing here ever blocks).\n",
            ctx.echo_addr);
     if (ctx.tls_echo != NULL)
         printf("A u64-framed TLS echo server runs beside it on %s.\n", ctx.tls_addr);
+    if (ctx.http.listener != NULL)
+        printf("A tiny HTTP responder runs on %s.\n", ctx.http.addr);
     size_t n = sizeof steps / sizeof steps[0], ok = 0;
     for (size_t i = 0; i < n; i++) {
         printf("\n[%zu/%zu] %s\n", i + 1, n, steps[i].title);
@@ -376,6 +557,7 @@ int cli_demo(int argc, char **argv)
     }
     echo_server_free(ctx.echo);
     echo_server_free(ctx.tls_echo);
+    http_responder_close(&ctx.http);
     free(ctx.cert_pem);
     free(ctx.key_pem);
     printf("\n%zu of %zu steps worked.\n", ok, n);

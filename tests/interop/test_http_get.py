@@ -718,6 +718,16 @@ def test_usage(nbio, raw):
     check(r.returncode == 0 and b"--pipeline" in r.stdout and b"--compressed" in r.stdout,
           "--help: exit %d %r" % (r.returncode, r.stdout[:200]))
 
+    step("nbio demo: its HTTP step gets the responder's answer twice, on one connection")
+    r = run_tool(nbio, ["demo"], timeout=60)
+    out = r.stdout.decode(errors="replace")
+    check(r.returncode == 0, "demo: exit %d, stderr %r" % (r.returncode, r.stderr))
+    http_part = out[out.find("HTTP: a GET"):]
+    check(http_part.count("HTTP/1.1 200 OK") == 2 and
+          "it reused the pooled connection" in http_part and
+          "accepted 1 connection for 2 requests" in http_part and "MISMATCH" not in out,
+          "demo's HTTP step: %r" % http_part)
+
     step("connection refused: exit 1, one line naming NBIO_ECONNREFUSED")
     port = free_port()
     r = get(nbio, ["http://127.0.0.1:%d/" % port])
