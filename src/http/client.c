@@ -34,6 +34,7 @@
 #include "core/session.h"
 #include "http/client.h"
 #include "http/codec.h"
+#include "http/msgin.h"
 #include "http/write.h"
 
 /* Request classes on the FIFO. */
@@ -46,7 +47,6 @@ typedef enum rstate { R_HEAD, R_BODY, R_CLOSED } rstate;
 typedef struct nbio__http {
     nbio_session base; /* base.inner: the byte session */
     nbio_http_options opt;
-    nbio__http_limits lim;
     char *host;
     /* write side */
     nbio__bytes out;
@@ -54,25 +54,13 @@ typedef struct nbio__http {
     nbio__bytes reqs; /* FIFO of request classes, one byte each */
     unsigned written, answered;
     /* read side */
-    nbio__bytes in;
-    size_t handed;  /* bytes at the front of `in` handed out last */
-    size_t scanned; /* head bytes the parser already looked at */
-    bool inner_eof;
-    bool got_any;   /* bytes of a response arrived since the last one ended */
-    bool examine;   /* bytes wait in `in` that no read looked at yet */
+    nbio__msgin m;
+    bool got_any; /* bytes of a response arrived since the last one ended */
+    bool examine; /* bytes wait that no read looked at yet */
     rstate state;
-    unsigned cls;   /* class of the request being answered */
-    nbio_http_head head;
-    nbio_http_header *hdrs, *trls;
-    size_t head_len;
-    nbio__body_kind kind;
-    uint64_t length;    /* Content-Length */
-    uint64_t remaining; /* streaming: body bytes still to come (LENGTH) */
-    uint64_t received;  /* body bytes received (for details) */
-    size_t body_have;   /* whole mode: payload bytes behind the head */
+    unsigned cls; /* class of the request being answered */
     bool keep_alive;
-    nbio__chunked ch;
-    nbio__bytes z;      /* decoded (gunzipped) whole bodies */
+    nbio__bytes z; /* decoded (gunzipped) whole bodies */
 } nbio__http;
 
 static const nbio__vtable http_vtable;
@@ -265,40 +253,17 @@ static void response_done(nbio__http *h)
     nbio__bytes_rack(&h->reqs, 1);
     h->answered++;
     h->state = h->keep_alive ? R_HEAD : R_CLOSED;
-    h->scanned = 0;
+    nbio__msgin_next(&h->m);
     h->got_any = false;
 }
 
-static int head_error(nbio__http *h, int r, const char *why, size_t where)
+/* Ends the session after a codec error. */
+static int codec_fail(nbio__http *h, int r, const char *what, const char *why)
 {
     if (r == NBIO_ETOOLARGE)
-        return nbio__fail(&h->base, r, "HTTP response: %s", why);
-    return nbio__fail(&h->base, r, "malformed HTTP response: %s (at byte %zu of the head)", why,
-                      where);
-}
-
-/* Tries to parse a head at the front of `in`. Returns 1 (a head to act on),
- * 0 (more bytes needed), or an error. */
-static int take_head(nbio__http *h)
-{
-    const char *why = "";
-    size_t where = 0;
-    h->head.headers = h->hdrs;
-    int r = nbio__http_parse_response((const char *)nbio__bytes_peek(&h->in), h->in.len,
-                                      h->scanned, &h->head, &h->lim, &why, &where);
-    if (r < 0)
-        return head_error(h, r, why, where);
-    if (r == 0) {
-        h->scanned = h->in.len;
-        return 0;
-    }
-    h->scanned = 0;
-    h->head_len = (size_t)r;
-    if (h->reqs.len == 0)
-        return nbio__fail(&h->base, NBIO_EPROTOCOL,
-                          "HTTP response %d without a request to answer", h->head.status);
-    h->cls = nbio__bytes_peek(&h->reqs)[0];
-    return 1;
+        return nbio__fail(&h->base, r, "HTTP response %s: %s (limit %" PRIu64 ")", what, why,
+                          h->m.max_body);
+    return nbio__fail(&h->base, r, "malformed HTTP response %s: %s", what, why);
 }
 
 /* Decides the framing of the head just parsed. Returns 0 or an error. */
@@ -311,19 +276,17 @@ static int start_body(nbio__http *h)
         method = (nbio_http_slice){"CONNECT", 7};
     const char *why = "";
     bool ka = false;
-    int r = nbio__http_body_kind(&h->head, false, method, &h->kind, &h->length, &ka, &why);
+    nbio__body_kind kind;
+    uint64_t length = 0;
+    int r = nbio__http_body_kind(&h->m.head, false, method, &kind, &length, &ka, &why);
     if (r < 0)
-        return nbio__fail(&h->base, r, "malformed HTTP response: %s", why);
+        return codec_fail(h, r, "head", why);
     h->keep_alive = ka && !(h->cls & REQ_CLOSE);
-    h->remaining = h->length;
-    h->received = 0;
-    h->body_have = 0;
-    if (h->kind == NBIO__BODY_CHUNKED)
-        nbio__chunked_init(&h->ch, 0, 0);
-    if (!h->opt.stream_body && h->kind == NBIO__BODY_LENGTH && h->length > h->opt.max_body)
+    if (!h->opt.stream_body && kind == NBIO__BODY_LENGTH && length > h->opt.max_body)
         return nbio__fail(&h->base, NBIO_ETOOLARGE,
                           "HTTP response body of %" PRIu64 " bytes is over the limit of %" PRIu64,
-                          h->length, h->opt.max_body);
+                          length, h->opt.max_body);
+    nbio__msgin_start_body(&h->m, kind, length);
     h->state = R_BODY;
     return 0;
 }
@@ -332,26 +295,23 @@ static void fill_head(nbio__http *h, nbio_http_response *out, enum nbio_http_par
 {
     memset(out, 0, sizeof *out);
     out->part = part;
-    out->head = h->head;
-    out->content_length = h->kind == NBIO__BODY_LENGTH ? h->length
-                          : h->kind == NBIO__BODY_NONE ? 0
-                                                       : UINT64_MAX;
+    out->head = h->m.head;
+    out->content_length = h->m.kind == NBIO__BODY_LENGTH ? h->m.length
+                          : h->m.kind == NBIO__BODY_NONE ? 0
+                                                         : UINT64_MAX;
     out->keep_alive = h->keep_alive;
     out->index = h->answered;
 }
 
-/* Parses chunked trailers into trls. Returns 0 or an error. */
+/* Chunked trailers into out. Returns 0 or an error. */
 static int take_trailers(nbio__http *h, nbio_http_slice t, nbio_http_response *out)
 {
-    size_t n = 0, where = 0;
     const char *why = "";
-    if (t.len <= 2)
-        return 0;
-    int r = nbio__http_parse_fields(t.data, t.len, h->trls, &n, &h->lim, &why, &where);
-    if (r < 0)
-        return nbio__fail(&h->base, r, "malformed HTTP trailer: %s", why);
-    out->trailers = h->trls;
-    out->num_trailers = n;
+    int n = nbio__msgin_trailers(&h->m, t, &why);
+    if (n < 0)
+        return codec_fail(h, n, "trailer", why);
+    out->trailers = n > 0 ? h->m.trls : NULL;
+    out->num_trailers = (size_t)n;
     return 0;
 }
 
@@ -359,7 +319,7 @@ static int take_trailers(nbio__http *h, nbio_http_slice t, nbio_http_response *o
  * body into `z` (bounded by max_body). Returns 0 or an error. */
 static int maybe_inflate(nbio__http *h, nbio_http_response *out)
 {
-    const nbio_http_slice *ce = nbio_http_header_find(&h->head, "content-encoding", NULL);
+    const nbio_http_slice *ce = nbio_http_header_find(&out->head, "content-encoding", NULL);
     if (!h->opt.decompress || ce == NULL || out->body.len == 0)
         return 0;
     bool gz = nbio__http_list_has(*ce, "gzip") || nbio__http_list_has(*ce, "x-gzip");
@@ -415,85 +375,20 @@ static int maybe_inflate(nbio__http *h, nbio_http_response *out)
     return 0;
 }
 
-/* Whole mode: the body behind the head is complete? Returns 1 (out
- * filled), 0 (more bytes needed), or an error. */
+/* Whole mode. Returns 1 (out filled), 0 (more bytes needed), or an error. */
 static int whole_body(nbio__http *h, nbio_http_response *out)
 {
-    char *base = (char *)h->in.data + h->in.head;
-    size_t after = h->in.len - h->head_len; /* bytes behind the head */
-    nbio_http_slice trailers = {NULL, 0};
-    size_t msg_len;
-    switch (h->kind) {
-    case NBIO__BODY_NONE:
-    case NBIO__BODY_TUNNEL:
-        msg_len = h->head_len;
-        h->body_have = 0;
-        break;
-    case NBIO__BODY_LENGTH:
-        if (after < h->length)
-            return 0;
-        msg_len = h->head_len + (size_t)h->length;
-        h->body_have = (size_t)h->length;
-        break;
-    case NBIO__BODY_CLOSE:
-        if (!h->inner_eof) {
-            if (after > h->opt.max_body)
-                return nbio__fail(&h->base, NBIO_ETOOLARGE,
-                                  "HTTP response body over the limit of %" PRIu64 " bytes",
-                                  h->opt.max_body);
-            return 0;
-        }
-        msg_len = h->in.len;
-        h->body_have = after;
-        break;
-    case NBIO__BODY_CHUNKED: {
-        char *p = base + h->head_len + h->body_have;
-        size_t len = after - h->body_have, out_len = 0, consumed = 0;
-        const char *why = "";
-        int r = nbio__chunked_decode(&h->ch, p, len, &out_len, &consumed, &trailers, &why);
-        if (r < 0)
-            return nbio__fail(&h->base, r, "malformed chunked HTTP body: %s", why);
-        h->body_have += out_len;
-        h->received = h->body_have;
-        if (h->body_have > h->opt.max_body)
-            return nbio__fail(&h->base, NBIO_ETOOLARGE,
-                              "HTTP response body over the limit of %" PRIu64 " bytes",
-                              h->opt.max_body);
-        if (r == 0) { /* drop the framing decoded so far: the payload stays contiguous */
-            size_t rest = len - consumed;
-            memmove(p + out_len, p + consumed, rest);
-            h->in.len -= consumed - out_len;
-            return 0;
-        }
-        msg_len = (size_t)(p + consumed - base);
-        break;
-    }
-    default:
-        return nbio__fail(&h->base, NBIO_EPROTOCOL, "HTTP response: unknown body framing");
-    }
-    /* The buffer may have moved since the head was parsed: parse it again
-     * in place so every slice points where the bytes are now. */
+    nbio_http_slice body, trailers;
     const char *why = "";
-    size_t where = 0;
-    h->head.headers = h->hdrs;
-    if (nbio__http_parse_response(base, h->head_len, 0, &h->head, &h->lim, &why, &where) !=
-        (int)h->head_len)
-        return nbio__fail(&h->base, NBIO_EPROTOCOL, "HTTP response head changed");
+    int r = nbio__msgin_whole(&h->m, &body, &trailers, &why);
+    if (r <= 0)
+        return r == 0 ? 0 : codec_fail(h, r, h->m.kind == NBIO__BODY_CHUNKED ? "chunked body" : "body", why);
     fill_head(h, out, NBIO_HTTP_WHOLE);
-    out->body.data = base + h->head_len;
-    out->body.len = h->body_have;
-    if (trailers.len > 0) {
-        /* re-derive: the decoder's slice is relative to the same bytes */
-        int r = take_trailers(h, trailers, out);
-        if (r < 0)
-            return r;
-    }
-    int r = maybe_inflate(h, out);
-    if (r < 0)
+    out->body = body;
+    if ((r = take_trailers(h, trailers, out)) < 0 || (r = maybe_inflate(h, out)) < 0)
         return r;
-    h->handed = msg_len;
-    if (h->kind == NBIO__BODY_TUNNEL)
-        h->keep_alive = false;
+    if (h->m.kind == NBIO__BODY_TUNNEL)
+        h->keep_alive = out->keep_alive = false;
     response_done(h);
     return 1;
 }
@@ -502,66 +397,25 @@ static int whole_body(nbio__http *h, nbio_http_response *out)
  * filled), 0 (more bytes needed), or an error. */
 static int body_part(nbio__http *h, nbio_http_response *out)
 {
-    char *base = (char *)h->in.data + h->in.head;
+    nbio_http_slice body, trailers;
+    bool last = false;
+    const char *why = "";
+    int r = nbio__msgin_part(&h->m, &body, &last, &trailers, &why);
+    if (r <= 0)
+        return r == 0 ? 0 : codec_fail(h, r, h->m.kind == NBIO__BODY_CHUNKED ? "chunked body" : "body", why);
     memset(out, 0, sizeof *out);
     out->index = h->answered;
-    out->keep_alive = h->keep_alive;
-    out->content_length = h->kind == NBIO__BODY_LENGTH ? h->length : UINT64_MAX;
-    switch (h->kind) {
-    case NBIO__BODY_NONE:
-    case NBIO__BODY_TUNNEL:
-        out->part = NBIO_HTTP_END;
-        out->content_length = 0;
-        break;
-    case NBIO__BODY_LENGTH: {
-        size_t take = h->in.len < h->remaining ? h->in.len : (size_t)h->remaining;
-        if (take == 0 && h->remaining > 0)
-            return 0;
-        h->remaining -= take;
-        h->received += take;
-        out->body = (nbio_http_slice){base, take};
-        out->part = h->remaining == 0 ? NBIO_HTTP_END : NBIO_HTTP_BODY;
-        h->handed = take;
-        break;
-    }
-    case NBIO__BODY_CLOSE:
-        if (h->in.len == 0 && !h->inner_eof)
-            return 0;
-        h->received += h->in.len;
-        out->body = (nbio_http_slice){base, h->in.len};
-        out->part = h->inner_eof ? NBIO_HTTP_END : NBIO_HTTP_BODY;
-        h->handed = h->in.len;
-        break;
-    case NBIO__BODY_CHUNKED: {
-        size_t out_len = 0, consumed = 0;
-        nbio_http_slice trailers = {NULL, 0};
-        const char *why = "";
-        if (h->in.len == 0)
-            return 0;
-        int r = nbio__chunked_decode(&h->ch, base, h->in.len, &out_len, &consumed, &trailers,
-                                     &why);
-        if (r < 0)
-            return nbio__fail(&h->base, r, "malformed chunked HTTP body: %s", why);
-        h->received += out_len;
-        if (r == 0 && out_len == 0) {
-            /* only framing so far: drop it, keep an unfinished trailer */
-            nbio__bytes_rack(&h->in, consumed);
-            return 0;
-        }
-        out->body = (nbio_http_slice){base, out_len};
-        out->part = r == 1 ? NBIO_HTTP_END : NBIO_HTTP_BODY;
-        h->handed = consumed;
-        if (r == 1 && (r = take_trailers(h, trailers, out)) < 0)
+    out->content_length = h->m.kind == NBIO__BODY_LENGTH ? h->m.length : UINT64_MAX;
+    out->body = body;
+    out->part = last ? NBIO_HTTP_END : NBIO_HTTP_BODY;
+    if (last) {
+        if ((r = take_trailers(h, trailers, out)) < 0)
             return r;
-        break;
-    }
-    }
-    if (out->part == NBIO_HTTP_END) {
-        if (h->kind == NBIO__BODY_TUNNEL)
+        if (h->m.kind == NBIO__BODY_TUNNEL)
             h->keep_alive = false;
-        out->keep_alive = h->keep_alive;
         response_done(h);
     }
+    out->keep_alive = h->keep_alive;
     return 1;
 }
 
@@ -570,7 +424,7 @@ static int at_eof(nbio__http *h)
 {
     nbio_session *s = &h->base;
     unsigned left = queued_requests(h);
-    if (h->state == R_HEAD && h->in.len == 0) {
+    if (h->state == R_HEAD && h->m.in.len == 0) {
         if (left == 0)
             return nbio__fail_from(s, s->inner, NBIO_EPEERCLOSED);
         return nbio__fail(s, NBIO_EPEERCLOSED,
@@ -579,23 +433,23 @@ static int at_eof(nbio__http *h)
     }
     if (h->state == R_HEAD)
         return nbio__fail(s, NBIO_ETRUNCATED,
-                          "HTTP: closed by peer inside a response head (%zu bytes)", h->in.len);
-    if (h->kind == NBIO__BODY_LENGTH) {
-        uint64_t got = h->opt.stream_body ? h->received + h->in.len
-                                          : (uint64_t)(h->in.len - h->head_len);
+                          "HTTP: closed by peer inside a response head (%zu bytes)", h->m.in.len);
+    if (h->m.kind == NBIO__BODY_LENGTH) {
+        uint64_t got = h->opt.stream_body ? h->m.received + h->m.in.len
+                                          : (uint64_t)(h->m.in.len - h->m.head_len);
         return nbio__fail(s, NBIO_ETRUNCATED,
                           "HTTP: closed by peer inside a response body (got %" PRIu64
                           " of %" PRIu64 " bytes)",
-                          got, h->length);
+                          got, h->m.length);
     }
     return nbio__fail(s, NBIO_ETRUNCATED,
                       "HTTP: closed by peer inside a chunked response body (got %" PRIu64
                       " bytes)",
-                      h->received);
+                      h->m.received);
 }
 
-/* One step on what `in` holds. Returns 1 (out filled), 0 (more bytes
- * needed), or an error. */
+/* One step on what the buffer holds. Returns 1 (out filled), 0 (more
+ * bytes needed), or an error. */
 static int examine(nbio__http *h, nbio_http_response *out)
 {
     for (;;) {
@@ -610,27 +464,39 @@ static int examine(nbio__http *h, nbio_http_response *out)
                               "HTTP: the server ended the connection (Connection: close)");
         }
         if (h->state == R_HEAD) {
-            if (h->in.len == 0)
+            const char *why = "";
+            size_t where = 0;
+            int r = nbio__msgin_head(&h->m, &why, &where);
+            if (r < 0 && r != NBIO_ETOOLARGE)
+                return nbio__fail(&h->base, r,
+                                  "malformed HTTP response: %s (at byte %zu of the head)", why,
+                                  where);
+            if (r < 0)
+                return nbio__fail(&h->base, r, "HTTP response: %s", why);
+            if (r == 0)
                 return 0;
-            int r = take_head(h);
-            if (r <= 0)
-                return r;
-            int st = h->head.status;
+            if (h->reqs.len == 0)
+                return nbio__fail(&h->base, NBIO_EPROTOCOL,
+                                  "HTTP response %d without a request to answer",
+                                  h->m.head.status);
+            h->cls = nbio__bytes_peek(&h->reqs)[0];
+            int st = h->m.head.status;
             if (st >= 100 && st < 200 && st != 101) {
                 if (h->opt.interim) {
                     fill_head(h, out, NBIO_HTTP_WHOLE);
                     out->content_length = 0;
-                    h->handed = h->head_len;
+                    h->m.handed = h->m.head_len;
+                    nbio__msgin_next(&h->m);
                     return 1;
                 }
-                nbio__bytes_rack(&h->in, h->head_len); /* an interim answer: the final follows */
+                nbio__bytes_rack(&h->m.in, h->m.head_len); /* the final answer follows */
+                nbio__msgin_next(&h->m);
                 continue;
             }
             if ((r = start_body(h)) < 0)
                 return r;
             if (h->opt.stream_body) {
                 fill_head(h, out, NBIO_HTTP_HEAD);
-                h->handed = h->head_len;
                 return 1;
             }
         }
@@ -641,50 +507,36 @@ static int examine(nbio__http *h, nbio_http_response *out)
 static int http_read_response(nbio_session *s, nbio_http_response *out)
 {
     nbio__http *h = (nbio__http *)s;
-    if (h->handed > 0) {
-        nbio__bytes_rack(&h->in, h->handed);
-        h->handed = 0;
-    }
+    nbio__msgin_release(&h->m);
     bool got_bytes = false;
     for (;;) {
         int r = examine(h, out);
         if (r != 0) {
-            h->examine = h->in.len > h->handed;
+            h->examine = nbio__msgin_pending(&h->m);
             return r < 0 ? r : NBIO_DATA;
         }
         h->examine = false;
         /* Nothing to hand out: queued requests go now, in one send. */
         if (h->out.len > 0 && (r = flush_out(h, NULL)) < 0)
             return r;
-        if (h->inner_eof) {
-            if (h->state == R_BODY && h->kind == NBIO__BODY_CLOSE)
+        if (h->m.inner_eof) {
+            if (h->state == R_BODY && h->m.kind == NBIO__BODY_CLOSE)
                 continue; /* examine() ends the body now */
             return at_eof(h);
         }
         if (got_bytes)
             return NBIO_ACTIVE;
-        size_t need = h->in.len + 1;
-        if (!h->opt.stream_body && h->state == R_BODY && h->kind == NBIO__BODY_LENGTH)
-            need = h->head_len + (size_t)h->length;
-        size_t room;
-        unsigned char *p = nbio__bytes_wbuf(&h->in, need, &room);
-        if (p == NULL)
+        long n = nbio__msgin_fill(&h->m, s->inner);
+        if (n == NBIO_ENOMEM)
             return nbio__fail(s, NBIO_ENOMEM, "HTTP read buffer: out of memory");
-        long n = nbio__read_into(s->inner, p, room);
-        if (n == NBIO_EPEERCLOSED) {
-            h->inner_eof = true;
-            continue;
-        }
         if (n < 0)
             return nbio__fail_from(s, s->inner, (int)n);
-        if (n == 0) {
-            if (h->in.len == 0)
-                nbio__bytes_shrink(&h->in);
+        if (n == 0)
             return NBIO_IDLE;
+        if (n != NBIO_ACTIVE || !h->m.inner_eof) {
+            h->got_any = true;
+            got_bytes = true;
         }
-        nbio__bytes_wack(&h->in, (size_t)n);
-        h->got_any = true;
-        got_bytes = true;
     }
 }
 
@@ -718,14 +570,15 @@ unsigned nbio_http_unanswered(const nbio_session *s)
 bool nbio_http_nothing_received(const nbio_session *s)
 {
     const nbio__http *h = nbio__http_of(s);
-    return h == NULL || (!h->got_any && h->in.len == 0);
+    return h == NULL || (!h->got_any && h->m.in.len == 0);
 }
 
 bool nbio__http_idle(const nbio_session *s)
 {
     const nbio__http *h = nbio__http_of(s);
     return h != NULL && h->base.error == 0 && h->base.read_end == 0 && h->state == R_HEAD &&
-           h->reqs.len == 0 && h->in.len == h->handed && h->out.len == 0 && !h->inner_eof;
+           h->reqs.len == 0 && !nbio__msgin_pending(&h->m) && h->out.len == 0 &&
+           !h->m.inner_eof;
 }
 
 /* ---- the vtable --------------------------------------------------------- */
@@ -765,7 +618,7 @@ static int http_flush(nbio_session *s)
 static unsigned http_interest(const nbio_session *s)
 {
     const nbio__http *h = (const nbio__http *)s;
-    if ((h->examine || h->inner_eof || h->state == R_CLOSED) && !nbio__read_ended(s))
+    if ((h->examine || h->m.inner_eof || h->state == R_CLOSED) && !nbio__read_ended(s))
         return NBIO_READY;
     return h->out.len > 0 ? NBIO_WANT_WRITE : 0;
 }
@@ -774,11 +627,10 @@ static void http_free(nbio_session *s)
 {
     nbio__http *h = (nbio__http *)s;
     nbio_free(s->inner);
-    nbio__bytes_free(&h->in);
+    nbio__msgin_free(&h->m);
     nbio__bytes_free(&h->out);
     nbio__bytes_free(&h->reqs);
     nbio__bytes_free(&h->z);
-    free(h->hdrs);
     free(h->host);
     free(h);
 }
@@ -822,19 +674,16 @@ nbio_session *nbio_http_client(nbio_session *inner, const char *host, const nbio
         h->opt.read_buffer_size = d.read_buffer_size;
     if (h->opt.write_buffer_size == 0)
         h->opt.write_buffer_size = d.write_buffer_size;
-    h->lim.max_head = h->opt.max_head;
-    h->lim.max_headers = h->opt.max_headers;
-    h->lim.max_line = h->opt.max_line;
-    h->in.base = h->opt.read_buffer_size;
+    nbio__http_limits lim = {h->opt.max_head, h->opt.max_headers, h->opt.max_line};
     h->out.base = 4096;
     h->reqs.base = 16;
-    h->hdrs = calloc(2 * h->opt.max_headers, sizeof *h->hdrs);
     h->host = strdup(host != NULL ? host : "");
-    if (h->hdrs == NULL || h->host == NULL) {
+    if (nbio__msgin_init(&h->m, false, h->opt.stream_body, h->opt.max_body, &lim,
+                         h->opt.read_buffer_size) != 0 ||
+        h->host == NULL) {
         nbio_free(&h->base);
         return NULL;
     }
-    h->trls = h->hdrs + h->opt.max_headers;
     if (host == NULL || !nbio__http_is_field_safe(host, strlen(host)))
         nbio__fail(&h->base, NBIO_EINVAL, "HTTP client: the Host value is missing or has CR/LF");
     return &h->base;
