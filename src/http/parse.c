@@ -12,6 +12,7 @@
  */
 #define _GNU_SOURCE /* memrchr */
 #include <limits.h>
+#include <stdint.h>
 #include <string.h>
 
 #ifdef __SSE2__
@@ -397,8 +398,13 @@ static int parse_head(enum mode mode, const char *buf, size_t len, size_t prev_l
         prev_len = s.len;
     if (prev_len > 0) {
         /* buf[0, prev_len) held no error and no complete head: only the
-         * unfinished line and what follows it can change that. */
-        const unsigned char *nl = memrchr(s.b, '\n', prev_len);
+         * unfinished line and what follows it can change that. That line
+         * is at most max_line bytes plus a CR, so its start is found
+         * within max_line + 2 bytes back (when it is not, prev_len was not
+         * what the contract says: ls 0 reparses everything). */
+        size_t back = max_line < SIZE_MAX - 2 ? max_line + 2 : SIZE_MAX;
+        size_t lo = prev_len > back ? prev_len - back : 0;
+        const unsigned char *nl = memrchr(s.b + lo, '\n', prev_len - lo);
         size_t ls = nl != NULL ? (size_t)(nl - s.b) + 1 : 0;
         if (len == s.len && s.len - ls <= max_line && s.b[prev_len - 1] != '\r' &&
             find_stop(s.b, prev_len, s.len) == s.len)

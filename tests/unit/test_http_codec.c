@@ -14,6 +14,7 @@
 
 #include "http/codec.h"
 #include "nbio/http.h"
+#include "nbio/nbio.h"
 
 #define MAXH 128
 
@@ -393,6 +394,47 @@ static void test_default_limits(void **state)
     }
     assert_int_equal(r, NBIO_ETOOLARGE);
     assert_ptr_equal(why, nbio__http_why_head_too_large);
+}
+
+/* A slowloris: a 256 KiB head (max_head raised) of 8 KiB lines sent one
+ * byte per call. Each call looks at the new byte and back to the start of
+ * the unfinished line only, so this takes milliseconds (a parser that
+ * rescanned the head on every call would take minutes). */
+static void test_slowloris(void **state)
+{
+    (void)state;
+    size_t cap = 300000;
+    char *buf = malloc(cap);
+    size_t len = (size_t)sprintf(buf, "POST /upload HTTP/1.1\r\n");
+    for (int i = 0; len < 256 * 1024; i++) {
+        len += (size_t)sprintf(buf + len, "X-%02d: ", i);
+        memset(buf + len, 'v', 8000);
+        len += 8000;
+        len += (size_t)sprintf(buf + len, "\r\n");
+    }
+    len += (size_t)sprintf(buf + len, "\r\n");
+    nbio__http_limits lim = {.max_head = 1 << 20};
+    nbio_http_header f[NBIO__HTTP_MAX_HEADERS];
+    nbio_http_head h = {.headers = f};
+    const char *why = NULL;
+    size_t where, prev = 0;
+    int r = 0;
+    int64_t t0 = nbio_now_ms();
+    for (size_t i = 1; i <= len && r == 0; i++) {
+        r = nbio__http_parse_request(buf, i, prev, &h, &lim, &why, &where);
+        prev = i;
+    }
+    int64_t ms = nbio_now_ms() - t0;
+    print_message("slowloris: %zu bytes one per call in %lld ms\n", len, (long long)ms);
+    assert_int_equal(r, (int)len);
+    assert_int_equal(h.num_headers, 33);
+    assert_true(ms < 20000);
+    /* A caller that passes a wrong prev_len gets no memory error. */
+    r = nbio__http_parse_request(buf, 100, 99999, &h, &lim, &why, &where);
+    assert_true(r == 0);
+    r = nbio__http_parse_request(buf, len, len - 3, &h, &lim, &why, &where);
+    assert_int_equal(r, (int)len);
+    free(buf);
 }
 
 /* Server status codes from (error, why). */
@@ -1015,6 +1057,7 @@ int main(void)
         cmocka_unit_test(test_responses),
         cmocka_unit_test(test_requests),
         cmocka_unit_test(test_default_limits),
+        cmocka_unit_test(test_slowloris),
         cmocka_unit_test(test_error_status),
         cmocka_unit_test(test_resume_two_pieces),
         cmocka_unit_test(test_parse_fields),
