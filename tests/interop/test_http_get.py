@@ -31,7 +31,8 @@ import tempfile
 import threading
 import time
 
-from nbio_interop import (_procs, check, main, make_self_signed, payload, run_tool, step)
+from nbio_interop import (TestFailure, _procs, check, main, make_self_signed, payload,
+                          proc_status_kib, run_tool, step)
 
 SMALL_TEXT = b"hello from http.server\n"
 BIG_SIZE = 3 * 1000 * 1000
@@ -86,9 +87,10 @@ class Reply:
     """What the raw server sends: bytes, how (split at a byte offset,
     byte by byte), and whether it closes afterwards."""
 
-    def __init__(self, data, close=False, split=None, bytewise=False, then=None):
+    def __init__(self, data, close=False, split=None, bytewise=False, then=None, stream=None):
         self.data, self.close, self.split, self.bytewise = data, close, split, bytewise
         self.then = then  # bytes sent after a pause (e.g. the rest of a truncated body)
+        self.stream = stream  # an iterable of blocks sent after data
 
 
 def recv_request(c, buf):
@@ -193,6 +195,8 @@ class RawServer:
         if reply.then is not None:
             time.sleep(0.05)
             c.sendall(reply.then)
+        for block in reply.stream or ():
+            c.sendall(block)
 
     def _serve(self, c, n):
         try:
@@ -275,6 +279,8 @@ CANNED = {
 }
 
 GZIP_DATA = b"compress me, " * 500
+STREAM_BLOCK = payload(1 << 20, 9)
+STREAM_MIB = 128
 
 
 def respond(status, body=b"", headers=(), close=False, **kw):
@@ -327,6 +333,10 @@ def route(server, req):
     if p.startswith("/p/"):  # pipelined: /p/N; /p/N?close answers with Connection: close
         i = p[3:]
         return respond(200, ("response %s\n" % i).encode(), close=req.query("close") is not None)
+    if p == "/stream":  # ?mib=N: N MiB of STREAM_BLOCK, generated as it is sent
+        n = int(req.query("mib"))
+        return Reply(("HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (n << 20)).encode(),
+                     stream=(STREAM_BLOCK for _ in range(n)))
     if p == "/text":
         return respond(200, b"plain text\n", [("Content-Type", "text/plain"), ("X-Custom", "a b")])
     return respond(404, b"no route\n")
@@ -612,6 +622,50 @@ def test_raw_edge_cases(nbio, raw, tmp):
     check(r.stdout == GZIP_DATA, "plain /gzip differs")
 
 
+def sanitized(nbio):
+    """True when nbio is built with a sanitizer runtime (its memory use is
+    then no measure of ours)."""
+    with open(nbio, "rb") as f:
+        data = f.read()
+    return any(k in data for k in (b"__asan_init", b"__msan_init", b"__tsan_init"))
+
+
+def test_streaming(nbio, raw):
+    step("a %d MiB body streams through: every byte checked, memory stays bounded" % STREAM_MIB)
+    import hashlib
+    want = hashlib.sha256()
+    for _ in range(STREAM_MIB):
+        want.update(STREAM_BLOCK)
+    p = subprocess.Popen([nbio, "get", "%s/stream?mib=%d" % (raw.base, STREAM_MIB)],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _procs.append(p)
+    got, n, hwm_kib = hashlib.sha256(), 0, 0
+    while True:
+        b = p.stdout.read(1 << 20)
+        if not b:
+            break
+        got.update(b)
+        n += len(b)
+        try:  # the peak RSS of nbio's own image (ru_maxrss would count the fork)
+            hwm_kib = max(hwm_kib, proc_status_kib(p.pid, "VmHWM"))
+        except (OSError, TestFailure):
+            pass  # it has exited
+    p.wait(timeout=20)
+    err = p.stderr.read()
+    check(p.returncode == 0, "stream: exit %d, stderr %r" % (p.returncode, err))
+    check(n == STREAM_MIB << 20 and got.digest() == want.digest(),
+          "stream: %d bytes (want %d), same bytes: %s" % (n, STREAM_MIB << 20,
+                                                          got.digest() == want.digest()))
+    rss_mib = hwm_kib / 1024.0
+    check(hwm_kib > 0, "stream: could not read nbio's VmHWM")
+    if sanitized(nbio):
+        step("   peak RSS %.1f MiB (not judged: nbio is built with a sanitizer)" % rss_mib)
+    else:
+        step("   peak RSS %.1f MiB" % rss_mib)
+        check(rss_mib < 32, "streaming %d MiB took a peak RSS of %.1f MiB: the body is "
+              "not streamed" % (STREAM_MIB, rss_mib))
+
+
 def test_pipeline(nbio, raw):
     b = raw.base
     step("--pipeline: 4 requests written before the server answers any, one connection")
@@ -746,6 +800,7 @@ def test(nbio):
         test_usage(nbio, raw)
         test_raw_edge_cases(nbio, raw, tmp)
         test_pipeline(nbio, raw)
+        test_streaming(nbio, raw)
         test_split_everywhere(nbio, raw)
         test_curl_oracle(nbio, raw, http_base)
         test_https(nbio, tmp)
@@ -759,4 +814,4 @@ def test(nbio):
 
 
 if __name__ == "__main__":
-    main(test, watchdog=120)
+    main(test, watchdog=60)

@@ -270,4 +270,4 @@ def test(nbio):
 
 
 if __name__ == "__main__":
-    main(test, watchdog=90)
+    main(test, watchdog=60)
