@@ -150,6 +150,19 @@ NBIO_API enum nbio_http_server_wait nbio_http_server_phase(const nbio_session *s
  *  413, 414, 431, 501, 505), or 0. */
 NBIO_API int nbio_http_server_status_sent(const nbio_session *s);
 
+/**
+ * Upgrade hand-off (WebSocket and the like): after the request that asked
+ * for it was read (nbio_http_incoming.upgrade) and answered (101), returns
+ * the byte session under s, in a thin layer that first hands out the bytes
+ * the client sent past that request and first sends what s still had
+ * queued (the 101 answer). s is freed; the returned session is the
+ * caller's (NULL when out of memory: everything is freed then).
+ * Returns a terminated session with NBIO_EUSAGE when s is not an HTTP
+ * server session between answers (a request still unanswered, a body in
+ * parts still owed).
+ */
+NBIO_API nbio_session *nbio_http_server_upgrade(nbio_session *s);
+
 /** The standard reason phrase of a status ("Not Found"), or "" for an
  *  unknown one; static storage. */
 NBIO_API const char *nbio_http_reason(int status);

@@ -28,9 +28,11 @@
 #include "core/bytes.h"
 #include "core/session.h"
 #include "http/codec.h"
+#include "http/handoff.h"
 #include "http/msgin.h"
 #include "http/write.h"
 #include "nbio/http_server.h"
+#include "nbio/mock.h"
 
 #define OWED_HEAD 1u   /* answer without a body */
 #define OWED_CLOSE 2u  /* the connection ends after this answer */
@@ -116,6 +118,15 @@ const char *nbio_http_reason(int status)
 static nbio__hsrv *hsrv_of(const nbio_session *s)
 {
     return (nbio__hsrv *)nbio__find_layer(s, &hsrv_vtable);
+}
+
+/* Frees everything but the inner session. */
+static void hsrv_free_shell(nbio__hsrv *h)
+{
+    nbio__msgin_free(&h->m);
+    nbio__bytes_free(&h->out);
+    nbio__bytes_free(&h->owed);
+    free(h);
 }
 
 /* ---- output --------------------------------------------------------------- */
@@ -557,6 +568,29 @@ int nbio_http_server_status_sent(const nbio_session *s)
     return h != NULL ? h->status_sent : 0;
 }
 
+nbio_session *nbio_http_server_upgrade(nbio_session *s)
+{
+    nbio__hsrv *h = s != NULL && s->vt == &hsrv_vtable ? (nbio__hsrv *)s : NULL;
+    if (h == NULL || h->owed.len > 0 || h->body_open || h->base.error != 0 ||
+        h->base.inner == NULL) {
+        nbio_session *bad = nbio_mock_new(NULL); /* a session to say why */
+        if (bad != NULL)
+            nbio__fail(bad, NBIO_EUSAGE,
+                       "HTTP upgrade: not an HTTP server session between answers");
+        nbio_free(s);
+        return bad;
+    }
+    nbio__msgin_release(&h->m);
+    nbio_session *inner = h->base.inner;
+    h->base.inner = NULL;
+    nbio_session *out = nbio__handoff_new(inner, nbio__bytes_peek(&h->m.in), h->m.in.len,
+                                          nbio__bytes_peek(&h->out), h->out.len);
+    if (h->base.preg != NULL) /* a poller forgets it, as nbio_free() would say */
+        nbio__poll_forget(h->base.preg);
+    hsrv_free_shell(h);
+    return out;
+}
+
 /* ---- the vtable --------------------------------------------------------------- */
 
 static int hsrv_read(nbio_session *s, nbio_buf *out)
@@ -598,12 +632,8 @@ static unsigned hsrv_interest(const nbio_session *s)
 
 static void hsrv_free(nbio_session *s)
 {
-    nbio__hsrv *h = (nbio__hsrv *)s;
     nbio_free(s->inner);
-    nbio__msgin_free(&h->m);
-    nbio__bytes_free(&h->out);
-    nbio__bytes_free(&h->owed);
-    free(h);
+    hsrv_free_shell((nbio__hsrv *)s);
 }
 
 static const nbio__vtable hsrv_vtable = {

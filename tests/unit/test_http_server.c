@@ -296,6 +296,40 @@ static void test_peer_close_and_phase(void **state)
     nbio_free(h);
 }
 
+static void test_upgrade_handoff(void **state)
+{
+    (void)state;
+    nbio_session *m, *h = server(0, &m, NULL);
+    const char *req = "GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+                      "EXTRA";
+    nbio_mock_feed(m, req, strlen(req));
+    nbio_http_incoming in;
+    assert_int_equal(read_one(h, &in), NBIO_DATA);
+    assert_true(in.upgrade);
+    nbio_http_header up[] = {{{"Upgrade", 7}, {"websocket", 9}}, {{"Connection", 10}, {"Upgrade", 7}}};
+    nbio_http_reply r = {101, NULL, up, 2, NULL, 0, 0, false};
+    assert_int_equal(nbio_http_write_response(h, &r), NBIO_DONE);
+    nbio_session *b = nbio_http_server_upgrade(h);
+    assert_non_null(b);
+    assert_int_equal(nbio_error(b), 0);
+    nbio_buf got;
+    assert_int_equal(nbio_read(b, &got), NBIO_DATA);
+    assert_int_equal(got.len, 5);
+    assert_memory_equal(got.data, "EXTRA", 5);
+    assert_int_equal(nbio_write_some(b, "frame", 5), 5);
+    const char *w = wire(m);
+    assert_non_null(strstr(w, "HTTP/1.1 101 Switching Protocols\r\n"));
+    assert_non_null(strstr(w, "\r\n\r\nframe"));
+    nbio_free(b);
+    /* not between answers: a usage error, s freed */
+    h = server(0, &m, NULL);
+    nbio_mock_feed(m, req, strlen(req));
+    assert_int_equal(read_one(h, &in), NBIO_DATA);
+    b = nbio_http_server_upgrade(h);
+    assert_int_equal(nbio_error(b), NBIO_EUSAGE);
+    nbio_free(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -306,6 +340,7 @@ int main(void)
         cmocka_unit_test(test_response_body_in_parts),
         cmocka_unit_test(test_streamed_request_and_early_answer),
         cmocka_unit_test(test_peer_close_and_phase),
+        cmocka_unit_test(test_upgrade_handoff),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
