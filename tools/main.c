@@ -15,6 +15,7 @@ static const subcommand subcommands[] = {
     {"echo-server", cli_echo_server, "echo bytes or frames back to many clients"},
     {"cat", cli_cat, "send standard input to a peer, print what comes back"},
     {"get", cli_get, "HTTP requests: print the response bodies (like curl)"},
+    {"serve", cli_serve, "serve a directory over HTTP/1.1 (and HTTPS), echo POST /echo"},
     {"demo", cli_demo, "run the examples against an in-process echo server"},
 };
 
