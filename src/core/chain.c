@@ -13,6 +13,7 @@
  *    without read interest once this session's read side ended;
  *  - fd: the inner's unless the layer has its own (session.c).
  */
+#include "core/bytes.h"
 #include "core/session.h"
 
 int nbio__chain_establish(nbio_session *s)
@@ -114,4 +115,25 @@ unsigned nbio__chain_interest(const nbio_session *s)
     if (s->read_end != 0) /* the read side ended: only writes are left */
         w &= NBIO_WANT_WRITE;
     return w | own;
+}
+
+int nbio__send_queued(nbio_session *s, nbio__bytes *q, bool all, bool *wrote)
+{
+    while (q->len > 0) { /* until it is empty or the inner takes no more */
+        if (nbio__is_establishing(s->inner))
+            return NBIO_PENDING;
+        struct iovec iov = {(void *)nbio__bytes_peek(q), q->len};
+        long n = nbio__writev(s->inner, &iov, 1);
+        if (n < 0)
+            return nbio__fail_from(s, s->inner, (int)n);
+        if (n == 0)
+            return NBIO_PENDING;
+        if (wrote != NULL)
+            *wrote = true;
+        nbio__bytes_rack(q, (size_t)n);
+        if (!all && q->len > 0)
+            return NBIO_PENDING;
+    }
+    nbio__bytes_shrink(q); /* a burst grew it: give it back */
+    return NBIO_DONE;
 }

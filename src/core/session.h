@@ -171,6 +171,13 @@ int nbio__chain_flush(nbio_session *s);
  * write side must be closing): NBIO_DONE / NBIO_PENDING / error. */
 int nbio__chain_goodbye(nbio_session *s);
 
+/* Sends a layer's queued output q to its inner session: one write, or with
+ * all as many as the inner takes now. NBIO_DONE when q is empty,
+ * NBIO_PENDING, or an error (the layer fails with the inner's). *wrote
+ * (may be NULL) is set when bytes went out. */
+struct nbio__bytes;
+int nbio__send_queued(nbio_session *s, struct nbio__bytes *q, bool all, bool *wrote);
+
 /* The interest of s: its own composed with its inner's. */
 unsigned nbio__chain_interest(const nbio_session *s);
 

@@ -66,18 +66,7 @@ static void release_idle(nbio__frame *f)
  * out. */
 static int flush_out(nbio__frame *f, bool *wrote)
 {
-    if (f->out.len == 0)
-        return NBIO_DONE;
-    if (nbio__is_establishing(&f->base))
-        return NBIO_PENDING;
-    struct iovec iov = {(void *)nbio__bytes_peek(&f->out), f->out.len};
-    long n = nbio__writev(f->base.inner, &iov, 1);
-    if (n < 0)
-        return nbio__fail_from(&f->base, f->base.inner, (int)n);
-    if (n > 0 && wrote != NULL)
-        *wrote = true;
-    nbio__bytes_rack(&f->out, (size_t)n);
-    return f->out.len == 0 ? NBIO_DONE : NBIO_PENDING;
+    return nbio__send_queued(&f->base, &f->out, false, wrote);
 }
 
 static int frame_drive(nbio_session *s)

@@ -224,20 +224,7 @@ int nbio_http_write_body(nbio_session *s, const void *data, size_t len)
  * error. */
 static int flush_out(nbio__http *h, bool *wrote)
 {
-    if (h->out.len == 0)
-        return NBIO_DONE;
-    if (nbio__is_establishing(&h->base))
-        return NBIO_PENDING;
-    struct iovec iov = {(void *)nbio__bytes_peek(&h->out), h->out.len};
-    long n = nbio__writev(h->base.inner, &iov, 1);
-    if (n < 0)
-        return nbio__fail_from(&h->base, h->base.inner, (int)n);
-    if (n > 0 && wrote != NULL)
-        *wrote = true;
-    nbio__bytes_rack(&h->out, (size_t)n);
-    if (h->out.len == 0)
-        nbio__bytes_shrink(&h->out);
-    return h->out.len == 0 ? NBIO_DONE : NBIO_PENDING;
+    return nbio__send_queued(&h->base, &h->out, true, wrote);
 }
 
 /* ---- reading responses ------------------------------------------------- */

@@ -47,18 +47,7 @@ static int handoff_read(nbio_session *s, nbio_buf *out)
 /* Sends what the HTTP session had queued. */
 static int handoff_flush(nbio_session *s)
 {
-    nbio__handoff *h = (nbio__handoff *)s;
-    if (h->out.len == 0)
-        return NBIO_DONE;
-    struct iovec iov = {(void *)nbio__bytes_peek(&h->out), h->out.len};
-    long n = nbio__writev(s->inner, &iov, 1);
-    if (n < 0)
-        return nbio__fail_from(s, s->inner, (int)n);
-    nbio__bytes_rack(&h->out, (size_t)n);
-    if (h->out.len > 0)
-        return NBIO_PENDING;
-    nbio__bytes_free(&h->out);
-    return NBIO_DONE;
+    return nbio__send_queued(s, &((nbio__handoff *)s)->out, true, NULL);
 }
 
 static long handoff_writev(nbio_session *s, const struct iovec *iov, int iovcnt)

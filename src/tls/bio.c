@@ -111,20 +111,5 @@ BIO *nbio__tls_bio_new(nbio__tls *t)
 
 int nbio__tls_flush_out(nbio__tls *t, bool *moved)
 {
-    nbio_session *in = t->base.inner;
-    while (t->outq.len > 0) {
-        if (nbio__is_establishing(in))
-            return NBIO_PENDING;
-        struct iovec iov = {(void *)nbio__bytes_peek(&t->outq), t->outq.len};
-        long n = nbio__writev(in, &iov, 1);
-        if (n < 0)
-            return nbio__fail_from(&t->base, in, (int)n);
-        if (n == 0)
-            return NBIO_PENDING;
-        if (moved != NULL)
-            *moved = true;
-        nbio__bytes_rack(&t->outq, (size_t)n);
-    }
-    nbio__bytes_shrink(&t->outq); /* a burst grew it: give it back */
-    return NBIO_DONE;
+    return nbio__send_queued(&t->base, &t->outq, true, moved);
 }
