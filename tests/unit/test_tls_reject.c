@@ -425,6 +425,8 @@ static void test_alert_not_hidden_by_reset(void **state)
     }
     assert_non_null(raw);
     s = nbio_tls_server(raw, scfg);
+    nbio_tls_config_unref(scfg); /* the sessions hold their own references */
+    nbio_tls_config_unref(ccfg);
     /* the client finishes its side of the handshake first */
     while (nbio_status(c) == NBIO_STATUS_ESTABLISHING && nbio_now_ms() < deadline) {
         nbio_drive(c);
