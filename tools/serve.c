@@ -58,6 +58,11 @@
 #define ACCESS_BURST 1000         /* access lines per second before they are counted */
 #define ERROR_BURST 20            /* other log lines per second */
 #define MAX_HEADERS 8
+#define READ_BUFFER 2048 /* first size of a session's read buffer: an idle keep-alive
+                            connection keeps it (it grows for larger requests) */
+#define CACHE_SLOTS 128            /* small files kept in memory (direct-mapped) */
+#define CACHE_MAX_FILE (64u * 1024) /* the largest file kept */
+#define CACHE_TTL_MS 1000          /* a kept file is looked at again after this */
 
 typedef enum conn_state {
     C_SERVING, /* reading requests, answering them */
@@ -72,6 +77,7 @@ typedef struct resp {
     char hbuf[640];     /* header values made for this response */
     size_t hlen;
     bool head_sent;     /* the session took the head (and a whole body) */
+    bool body_shared;   /* reply.body is in a buffer others reuse: copy it to wait */
     char *owned;        /* a body this response owns (listing, pending small file) */
     int fd;             /* a file whose bytes follow in parts, or -1 */
     uint64_t off, left; /* where they are, how many remain */
@@ -100,6 +106,19 @@ typedef struct conn {
     int64_t timer_at;      /* the deadline armed, -1 none */
 } conn;
 
+/* A small file kept in memory, re-checked (open, fstat) once CACHE_TTL_MS
+ * have passed, so a change shows within that time. */
+typedef struct cached {
+    char *rel; /* NULL: an empty slot */
+    char *data;
+    size_t size;
+    struct timespec mtime;
+    dev_t dev;
+    ino_t ino;
+    char lm[40];      /* its Last-Modified */
+    int64_t checked;  /* when it was last compared with the file */
+} cached;
+
 struct server {
     nbio_session *listener;
     nbio_poller *poller;
@@ -119,6 +138,7 @@ struct server {
     bool draining;
     int64_t drain_deadline;
     char scratch[PIECE]; /* a small file's bytes, copied by the session */
+    cached cache[CACHE_SLOTS];
 };
 
 /* ---- helpers --------------------------------------------------------------- */
@@ -688,13 +708,16 @@ static int advance(server *srv, conn *c)
                 r->head_sent = true;
                 if (r->reply.body != NULL)
                     c->last_progress = srv->now;
-            } else if (w == NBIO_PENDING && r->reply.body == srv->scratch) {
-                /* keep the small body: the scratch buffer is shared */
-                r->owned = malloc(r->reply.body_len);
-                if (r->owned == NULL)
+            } else if (w == NBIO_PENDING && r->body_shared) {
+                /* keep the body: the scratch buffer or cache slot is shared */
+                char *copy = malloc(r->reply.body_len > 0 ? r->reply.body_len : 1);
+                if (copy == NULL)
                     return NBIO_ENOMEM;
-                memcpy(r->owned, srv->scratch, r->reply.body_len);
-                r->reply.body = r->owned;
+                memcpy(copy, r->reply.body, r->reply.body_len);
+                free(r->owned);
+                r->owned = copy;
+                r->reply.body = copy;
+                r->body_shared = false;
             }
         }
         while (w == NBIO_DONE && r->left > 0) {
@@ -758,6 +781,142 @@ static bool method_is(const nbio_http_incoming *in, const char *m)
     return nbio_http_slice_eq(in->head.method, m);
 }
 
+/* FNV-1a of a path, for its cache slot. */
+static size_t cache_slot(const char *rel)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *rel; rel++)
+        h = (h ^ (unsigned char)*rel) * 1099511628211ull;
+    return (size_t)(h % CACHE_SLOTS);
+}
+
+/* The kept copy of rel when it was checked less than CACHE_TTL_MS ago. */
+static const cached *cache_fresh(server *srv, const char *rel)
+{
+    const cached *k = &srv->cache[cache_slot(rel)];
+    if (k->rel != NULL && srv->now - k->checked < CACHE_TTL_MS && strcmp(k->rel, rel) == 0)
+        return k;
+    return NULL;
+}
+
+/* rel was opened as fd (taken here) and fstat'ed into sb: returns its kept
+ * copy, brought up to date, or NULL when it cannot be read whole. */
+static const cached *cache_fill(server *srv, const char *rel, int fd, const struct stat *sb)
+{
+    cached *k = &srv->cache[cache_slot(rel)];
+    if (k->rel != NULL && strcmp(k->rel, rel) == 0 && k->dev == sb->st_dev &&
+        k->ino == sb->st_ino && k->size == (size_t)sb->st_size &&
+        k->mtime.tv_sec == sb->st_mtim.tv_sec && k->mtime.tv_nsec == sb->st_mtim.tv_nsec) {
+        close(fd);
+        k->checked = srv->now;
+        return k;
+    }
+    size_t size = (size_t)sb->st_size;
+    char *data = malloc(size > 0 ? size : 1);
+    char *name = strdup(rel);
+    size_t got = 0;
+    while (data != NULL && name != NULL && got < size) {
+        ssize_t n = pread(fd, data + got, size - got, (off_t)got);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    close(fd);
+    if (data == NULL || name == NULL || got != size) {
+        free(data);
+        free(name);
+        return NULL;
+    }
+    free(k->rel);
+    free(k->data);
+    k->rel = name;
+    k->data = data;
+    k->size = size;
+    k->mtime = sb->st_mtim;
+    k->dev = sb->st_dev;
+    k->ino = sb->st_ino;
+    http_date(sb->st_mtim.tv_sec, k->lm, sizeof k->lm);
+    k->checked = srv->now;
+    return k;
+}
+
+/* Answers GET/HEAD for a regular file: its bytes are in data (a kept copy)
+ * or read from fd (taken here). Conditional and range requests included. */
+static void answer_file(server *srv, resp *r, const nbio_http_incoming *in, const char *rel,
+                        int fd, const char *data, uint64_t size, time_t mtime, const char *lm)
+{
+    bool head = method_is(in, "HEAD");
+    add_header_str(r, "Content-Type", content_type(rel));
+    add_header(r, "Last-Modified", lm, strlen(lm), true);
+    const nbio_http_slice *ims = nbio_http_header_find(&in->head, "if-modified-since", NULL);
+    time_t since;
+    if (ims != NULL && nbio_http_header_find(&in->head, "if-none-match", NULL) == NULL &&
+        parse_http_date(ims, &since) && mtime <= since) {
+        if (fd >= 0)
+            close(fd);
+        r->status = r->reply.status = 304;
+        return;
+    }
+    add_header_str(r, "Accept-Ranges", "bytes");
+    uint64_t start = 0, len = size;
+    int status = 200;
+    const nbio_http_slice *range = nbio_http_header_find(&in->head, "range", NULL);
+    const nbio_http_slice *if_range = nbio_http_header_find(&in->head, "if-range", NULL);
+    if (range != NULL && (if_range == NULL || nbio_http_slice_eq(*if_range, lm))) {
+        int k = parse_range(range, size, &start, &len);
+        if (k < 0) {
+            if (fd >= 0)
+                close(fd);
+            r->reply.num_headers = 0; /* a plain 416 */
+            r->hlen = 0;
+            add_header_fmt(r, "Content-Range", "bytes */%" PRIu64, size);
+            plain(r, 416, "Range Not Satisfiable\n");
+            return;
+        }
+        if (k > 0) {
+            status = 206;
+            add_header_fmt(r, "Content-Range", "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64, start,
+                           start + len - 1, size);
+        } else {
+            start = 0;
+            len = size;
+        }
+    }
+    r->status = r->reply.status = status;
+    if (head) {
+        if (fd >= 0)
+            close(fd);
+        add_header_fmt(r, "Content-Length", "%" PRIu64, len);
+        return;
+    }
+    r->body_bytes = len;
+    if (data != NULL) {
+        r->reply.body = data + start;
+        r->reply.body_len = (size_t)len;
+        r->body_shared = true;
+        return;
+    }
+    if (len <= PIECE) {
+        ssize_t got = len > 0 ? pread(fd, srv->scratch, (size_t)len, (off_t)start) : 0;
+        close(fd);
+        if (got != (ssize_t)len) {
+            r->reply.num_headers = 0;
+            r->hlen = 0;
+            r->body_bytes = 0;
+            plain(r, 500, "Internal Server Error: the file could not be read\n");
+            return;
+        }
+        r->reply.body = srv->scratch;
+        r->reply.body_len = (size_t)len;
+        r->body_shared = true;
+        return;
+    }
+    r->fd = fd;
+    r->off = start;
+    r->left = len;
+    r->reply.content_length = len;
+}
+
 /* Builds the response for a file or directory request. */
 static void answer_path(server *srv, resp *r, const nbio_http_incoming *in)
 {
@@ -784,6 +943,13 @@ static void answer_path(server *srv, resp *r, const nbio_http_incoming *in)
         r->reply.body_len = in->body.len;
         r->body_bytes = in->body.len;
         return;
+    }
+    if ((get || head) && rel[0] != '\0' && !dir_form) {
+        const cached *k = cache_fresh(srv, rel);
+        if (k != NULL) {
+            answer_file(srv, r, in, rel, -1, k->data, k->size, k->mtime.tv_sec, k->lm);
+            return;
+        }
     }
     int fd = open_beneath(srv, rel);
     if (fd == -403) {
@@ -856,68 +1022,20 @@ static void answer_path(server *srv, resp *r, const nbio_http_incoming *in)
         }
     }
     /* a regular file */
-    uint64_t size = (uint64_t)sb.st_size;
+    if ((uint64_t)sb.st_size <= CACHE_MAX_FILE) {
+        const cached *k = cache_fill(srv, rel, fd, &sb); /* takes fd */
+        if (k != NULL) {
+            answer_file(srv, r, in, rel, -1, k->data, k->size, k->mtime.tv_sec, k->lm);
+            return;
+        }
+        if ((fd = open_beneath(srv, rel)) < 0) {
+            plain(r, 404, "Not Found\n");
+            return;
+        }
+    }
     char lm[40];
     http_date(sb.st_mtim.tv_sec, lm, sizeof lm);
-    add_header_str(r, "Content-Type", content_type(rel));
-    add_header(r, "Last-Modified", lm, strlen(lm), true);
-    const nbio_http_slice *ims = nbio_http_header_find(&in->head, "if-modified-since", NULL);
-    time_t since;
-    if (ims != NULL && nbio_http_header_find(&in->head, "if-none-match", NULL) == NULL &&
-        parse_http_date(ims, &since) && sb.st_mtim.tv_sec <= since) {
-        close(fd);
-        r->status = r->reply.status = 304;
-        return;
-    }
-    add_header_str(r, "Accept-Ranges", "bytes");
-    uint64_t start = 0, len = size;
-    int status = 200;
-    const nbio_http_slice *range = nbio_http_header_find(&in->head, "range", NULL);
-    const nbio_http_slice *if_range = nbio_http_header_find(&in->head, "if-range", NULL);
-    if (range != NULL && (if_range == NULL || nbio_http_slice_eq(*if_range, lm))) {
-        int k = parse_range(range, size, &start, &len);
-        if (k < 0) {
-            close(fd);
-            r->reply.num_headers = 0; /* a plain 416 */
-            r->hlen = 0;
-            add_header_fmt(r, "Content-Range", "bytes */%" PRIu64, size);
-            plain(r, 416, "Range Not Satisfiable\n");
-            return;
-        }
-        if (k > 0) {
-            status = 206;
-            add_header_fmt(r, "Content-Range", "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64, start,
-                           start + len - 1, size);
-        } else {
-            start = 0;
-            len = size;
-        }
-    }
-    r->status = r->reply.status = status;
-    if (head) {
-        close(fd);
-        add_header_fmt(r, "Content-Length", "%" PRIu64, len);
-        return;
-    }
-    r->body_bytes = len;
-    if (len <= PIECE) {
-        ssize_t got = len > 0 ? pread(fd, srv->scratch, (size_t)len, (off_t)start) : 0;
-        close(fd);
-        if (got != (ssize_t)len) {
-            r->reply.num_headers = 0;
-            r->hlen = 0;
-            r->body_bytes = 0;
-            plain(r, 500, "Internal Server Error: the file could not be read\n");
-            return;
-        }
-        r->reply.body = srv->scratch;
-        r->reply.body_len = (size_t)len;
-        return;
-    }
-    r->fd = fd;
-    r->off = start;
-    r->left = len;
-    r->reply.content_length = len;
+    answer_file(srv, r, in, rel, fd, NULL, (uint64_t)sb.st_size, sb.st_mtim.tv_sec, lm);
 }
 
 /* Builds the response to one request (c->r); advance() writes it. */
@@ -927,7 +1045,8 @@ static int handle_request(server *srv, conn *c, const nbio_http_incoming *in)
     if (r == NULL)
         return NBIO_ENOMEM;
     r->fd = -1;
-    make_reqline(r, in);
+    if (!srv->quiet)
+        make_reqline(r, in);
     answer_path(srv, r, in);
     if (method_is(in, "HEAD") || r->status == 304)
         r->body_bytes = 0;
@@ -1201,6 +1320,10 @@ static void server_free(server *srv)
     nbio_free(srv->listener);
     nbio_poller_free(srv->poller);
     nbio_tls_config_unref(srv->tls);
+    for (size_t i = 0; i < CACHE_SLOTS; i++) {
+        free(srv->cache[i].rel);
+        free(srv->cache[i].data);
+    }
     if (srv->root_fd >= 0)
         close(srv->root_fd);
     free(srv->root);
@@ -1314,6 +1437,7 @@ int cli_serve(int argc, char **argv)
     srv->quiet = quiet;
     nbio_http_server_options_init(&srv->hopt);
     srv->hopt.max_body = max_body;
+    srv->hopt.read_buffer_size = READ_BUFFER;
     char err[400];
     int rc = CLI_EXIT_FAIL;
 
