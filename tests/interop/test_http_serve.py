@@ -23,6 +23,8 @@ certificate made by `openssl req`).
    --idle-timeout closes an idle keep-alive connection;
  - http.client: keep-alive GET/HEAD/POST on one connection;
  - `nbio get` against `nbio serve` (also --pipeline);
+ - a small file rewritten, replaced or removed is seen within 2 s (the
+   server keeps files up to 64 KiB in memory for at most a second);
  - SIGTERM while a large response is in flight: it completes, exit 0;
    usage errors exit 2, a bad certificate or listen address exit 1.
 """
@@ -658,6 +660,33 @@ def test_slow_client(nbio, root):
     check(srv.stop() == 0, "exit status")
 
 
+def test_changes(srv, root):
+    step("a small file changed, replaced or removed: seen within about a second")
+    path = os.path.join(root, "changing.txt")
+    with open(path, "wb") as f:
+        f.write(b"version 1\n")
+    st, _, body = get(srv, b"/changing.txt")
+    check(st == 200 and body == b"version 1\n", "first version: %d %r" % (st, body))
+    for what, change, want_status, want in [
+            ("rewritten", lambda: open(path, "wb").write(b"version 2, longer\n"), 200,
+             b"version 2, longer\n"),
+            ("replaced", lambda: (open(path + ".new", "wb").write(b"v3\n"),
+                                  os.rename(path + ".new", path)), 200, b"v3\n"),
+            ("removed", lambda: os.remove(path), 404, None)]:
+        time.sleep(0.05)
+        change()
+        t0 = time.monotonic()
+        while True:
+            st, h, body = get(srv, b"/changing.txt")
+            if st == want_status and (want is None or body == want):
+                break
+            check(st == 200 and body in (b"version 1\n", b"version 2, longer\n", b"v3\n"),
+                  "%s: an inconsistent answer %d %r" % (what, st, body))
+            check(time.monotonic() - t0 < 2.0, "%s: still the old file after 2 s" % what)
+            time.sleep(0.05)
+        step("  %s: seen after %.2f s" % (what, time.monotonic() - t0))
+
+
 def test_http_client(srv):
     step("http.client: GET, HEAD, POST on one keep-alive connection")
     conn = http.client.HTTPConnection(srv.host, srv.port, timeout=10)
@@ -778,6 +807,7 @@ def test(nbio):
         test_traversal(srv)
         test_http_client(srv)
         test_nbio_get(nbio, srv, root, tmp)
+        test_changes(srv, root)
         check(srv.proc.poll() is None, "serve died: %s" % srv.stderr()[-2000:])
         check(srv.stop() == 0, "exit status after SIGTERM")
         test_https(nbio, root, tmp)
