@@ -238,6 +238,8 @@ bool nbio__ws_key_ok(const char *key, size_t len);
  *                         server's answer name it.
  *
  * Use nbio__pmd_params_init() for the defaults (no flags, 15, 15, false).
+ * Every function here also takes a window bits value of 0 (a zeroed
+ * struct) as 15.
  */
 typedef struct nbio__pmd_params {
     bool server_no_context_takeover, client_no_context_takeover;
@@ -344,36 +346,45 @@ typedef struct nbio__pmd {
 /*
  * Sets up z for one side with the agreed params: is_server true means this
  * side compresses with the server_* parameters and decompresses with the
- * client_* ones; false the other way round. Returns 0 or NBIO_ENOMEM (z
- * partly set up: call nbio__pmd_free()); NBIO_EINVAL for window bits
- * outside 8..15.
+ * client_* ones; false the other way round. A window bits value of 0 is
+ * taken as 15. Returns 0, or NBIO_EINVAL for window bits outside 8..15
+ * (z is then zeroed; nbio__pmd_free() is harmless on it).
+ *
+ * zlib's state is allocated on first use, by nbio__pmd_deflate() and
+ * nbio__pmd_inflate() (which report NBIO_ENOMEM then): a session that only
+ * receives never pays for a compressor. Memory once in use: about
+ * 2^(bits+2) + 128 KiB for the compressor (memLevel 8; 256 KiB at 15 bits)
+ * and 2^bits + 7 KiB for the decompressor.
  *
  * Window bits 8: zlib cannot make raw deflate with an 8-bit window, so the
  * compressor uses 9 where 8 was agreed. That is still within the agreement:
  * zlib never emits a distance over its window size minus MIN_LOOKAHEAD
  * (262), so a 9-bit (512-byte) zlib window references at most 250 bytes
  * back, which a 256-byte window holds (the unit test checks it by inflating
- * with an 8-bit window). The decompressor uses exactly the window the peer
- * agreed to (8..15, zlib supports all of them for inflate), so a peer that
- * reaches further back than it promised is caught as bad data.
- * Memory: about 2^(bits+2) + 2^(memLevel+9) bytes for the compressor
- * (memLevel 8) and 2^bits + 7 KiB for the decompressor.
+ * with an 8-bit window). Hence any offer can be accepted and any answer
+ * complied with. The decompressor uses exactly the window the peer agreed
+ * to (zlib inflates with 8..15), so a peer reaching further back than it
+ * promised is caught as bad data (NBIO_EPROTOCOL) rather than silently
+ * accepted.
  */
 int nbio__pmd_init(nbio__pmd *z, const nbio__pmd_params *p, bool is_server);
 
-/* Frees zlib's state; z may be zeroed-but-not-initialised or half set up.
- * Safe to call twice. */
+/* Frees zlib's state. z may be zeroed, set up but never used, or used;
+ * safe to call twice. */
 void nbio__pmd_free(nbio__pmd *z);
 
 /*
  * Compresses one whole message in[0, len) and appends the payload to send
- * (the frame's or its fragments' payload, with rsv1 set on the first
+ * (the frame's, or its fragments' concatenated, with rsv1 set on the first
  * frame) to out: raw deflate ended with a sync flush, whose trailing
  * 00 00 FF FF is removed (RFC 7692 §7.2.1). An empty message gives the one
- * byte 00 (an empty stored block, §7.2.3.6). Afterwards the compressor is
- * reset when no context takeover applies to this side's direction.
- * Returns 0, or NBIO_ENOMEM (out keeps its previous length; the stream is
- * then unusable: end the session).
+ * byte 00 (an empty stored block without LEN/NLEN, RFC 7692 §7.2.3.6).
+ * Afterwards the compressor is reset when no context takeover applies to
+ * this side's direction (else the next message may refer back into this
+ * one). in may be NULL when len is 0. out grows as needed (its max, when
+ * set, is respected: reaching it is NBIO_ENOMEM).
+ * Returns 0, or NBIO_ENOMEM (out keeps its previous length; the compressor
+ * is then in an unknown state: end the session).
  */
 int nbio__pmd_deflate(nbio__pmd *z, const void *in, size_t len, nbio__bytes *out);
 
@@ -381,21 +392,35 @@ int nbio__pmd_deflate(nbio__pmd *z, const void *in, size_t len, nbio__bytes *out
  * Decompresses one whole received message, in[0, len) being its frames'
  * payloads concatenated (unmasked), and appends the message to out. The
  * 00 00 FF FF tail the sender removed is supplied by this function (the
- * caller passes only what arrived). A message ending in a final block
- * (BFINAL 1, RFC 7692 §7.2.3.3) is accepted too: the window is kept for the
- * next message (unless no context takeover), and bytes after the final
- * block must not be more compressed data.
+ * caller passes only what arrived).
  *
- * At most max bytes are appended: the function stops with NBIO_ETOOLARGE
- * as soon as the message would be longer, having decompressed at most
- * max + 1 bytes of it (no decompression bomb). Returns 0, NBIO_ETOOLARGE,
- * NBIO_EPROTOCOL (not valid deflate data, or a distance beyond the agreed
- * window), or NBIO_ENOMEM (out could not grow, or its own max was reached:
- * that is NBIO_ETOOLARGE). On any error out->len is back to what it was,
- * and the decompressor is unusable: end the session. After success the
- * decompressor is reset when no context takeover applies to the peer's
- * direction.
+ * The message must end where a deflate block ends (what a sync flush
+ * gives); one cut inside a block is NBIO_EPROTOCOL. Accepted besides:
+ *  - an empty payload (len 0), as an empty message (RFC 7692 senders send
+ *    00 for it, but some send nothing);
+ *  - a message ending in a final block (BFINAL 1, RFC 7692 §7.2.3.4): bytes
+ *    after that block are ignored, and with context takeover the next
+ *    message may still refer back into this one (the window is kept).
+ *
+ * max bounds the bytes this call appends (the decompressed message,
+ * whatever out held before): the function stops with NBIO_ETOOLARGE as
+ * soon as the message would be longer, having decompressed at most
+ * max + 1 bytes of it, so a small bomb costs at most max bytes of memory
+ * and the time to produce them. out's own max, when set, is a limit too
+ * (NBIO_ETOOLARGE).
+ *
+ * Returns 0, NBIO_ETOOLARGE, NBIO_EPROTOCOL (not valid deflate data, a
+ * distance beyond the agreed window, a block cut short), or NBIO_ENOMEM.
+ * On any error out->len is back to what it was (out may have grown), and
+ * the decompressor is in an unknown state: end the session (close code
+ * 1009 for NBIO_ETOOLARGE, 1007 for data that does not decompress). After
+ * success the decompressor is reset when no context takeover applies to
+ * the peer's direction.
  */
 int nbio__pmd_inflate(nbio__pmd *z, const void *in, size_t len, nbio__bytes *out, size_t max);
+
+/* For the unit test only: SipHash-2-4 of the 8-byte little-endian message m
+ * under the key (k0, k1), as the masking-key generator computes it. */
+uint64_t nbio__ws_siphash8(uint64_t k0, uint64_t k1, uint64_t m);
 
 #endif /* NBIO__WS_CODEC_H */
