@@ -38,7 +38,7 @@ unsigned char *nbio__bytes_wbuf(nbio__bytes *b, size_t need, size_t *room)
         compact(b); /* what is needed would not fit behind the consumed bytes */
     if (b->head + b->len == b->cap) { /* full: grow, following what arrived */
         size_t cap = b->cap == 0 ? base_of(b) : (b->cap > SIZE_MAX / 2 ? SIZE_MAX : b->cap * 2);
-        if (b->cap > 0 && cap > need)
+        if (b->cap > 0 && need > b->len + 1 && cap > need) /* a known total: no further */
             cap = need > b->cap ? need : b->cap + 1;
         if (b->max != 0 && cap > b->max)
             cap = b->max;

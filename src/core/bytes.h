@@ -11,9 +11,9 @@
  * Policy:
  *  - Memory is allocated on first use, `base` bytes (0: 256).
  *  - Growth follows the bytes that arrive, not the size a header
- *    announces: the buffer grows (doubling, at most to `need`, never past
- *    `max` when set) only when it is full. A 4-byte header announcing 64 MiB
- *    costs nothing until the bytes come.
+ *    announces: the buffer grows only when it is full, doubling (at most to
+ *    `need` when the caller knows the total, never past `max` when set). A
+ *    4-byte header announcing 64 MiB costs nothing until the bytes come.
  *  - Consumed bytes are reclaimed by moving the rest to the front only when
  *    what the caller needs would not fit behind them.
  *  - nbio__bytes_shrink() gives back what a burst grew once the buffer is
