@@ -479,8 +479,10 @@ int nbio__pmd_deflate(nbio__pmd *z, const void *in, size_t len, nbio__bytes *out
         if (s->avail_in == 0 && left == 0 && s->avail_out != 0)
             break;
     }
-    s->next_in = NULL;
+    s->next_in = NULL; /* nothing of the caller's is kept */
+    s->avail_in = 0;
     s->next_out = NULL;
+    s->avail_out = 0;
     /* A sync flush ends with an empty stored block: 00 00 FF FF after the
      * block's 3 header bits. The tail goes; the receiver puts it back. */
     size_t produced = out->len - before;
@@ -602,8 +604,10 @@ int nbio__pmd_inflate(nbio__pmd *z, const void *in, size_t len, nbio__bytes *out
             break;
         }
     }
-    s->next_in = NULL;
+    s->next_in = NULL; /* nothing of the caller's is kept */
+    s->avail_in = 0;
     s->next_out = NULL;
+    s->avail_out = 0;
     if (err == 0 && !ended && !(s->data_type & 128)) {
         /* The message must end where a block ends: 00 00 FF FF completed
          * an empty stored block, after which zlib waits for a new block
