@@ -58,8 +58,6 @@
 #define ACCESS_BURST 1000         /* access lines per second before they are counted */
 #define ERROR_BURST 20            /* other log lines per second */
 #define MAX_HEADERS 8
-#define READ_BUFFER 2048 /* first size of a session's read buffer: an idle keep-alive
-                            connection keeps it (it grows for larger requests) */
 #define CACHE_SLOTS 128            /* small files kept in memory (direct-mapped) */
 #define CACHE_MAX_FILE (64u * 1024) /* the largest file kept */
 #define CACHE_TTL_MS 1000          /* a kept file is looked at again after this */
@@ -1437,7 +1435,6 @@ int cli_serve(int argc, char **argv)
     srv->quiet = quiet;
     nbio_http_server_options_init(&srv->hopt);
     srv->hopt.max_body = max_body;
-    srv->hopt.read_buffer_size = READ_BUFFER;
     char err[400];
     int rc = CLI_EXIT_FAIL;
 

@@ -430,6 +430,27 @@ def test_https(nbio, root, tmp):
         check(f.read() == g.read(), "big over HTTPS differs")
     r = curl(["--cacert", cert, "--data-binary", "hello tls", srv.url("/echo", "https")])
     check(r.stdout == b"hello tls", "POST /echo over HTTPS: %r" % r.stdout)
+    # a refusal travels inside TLS too, then the connection ends
+    import ssl
+    ctx = ssl.create_default_context(cafile=cert)
+    for raw, want in [(b"GET /small.txt HTTP/2.0\r\nHost: x\r\n\r\n", 505),
+                      (b"GET /small.txt HTTP/1.1\r\nX: y\r\n\r\n", 400)]:
+        s = ctx.wrap_socket(socket.create_connection((srv.host, srv.port), timeout=10),
+                            server_hostname="127.0.0.1")
+        s.sendall(raw)
+        out = b""
+        try:
+            while True:
+                b = s.recv(65536)
+                if not b:
+                    break
+                out += b
+        except (ssl.SSLError, ConnectionResetError):
+            pass
+        s.close()
+        st, h, _ = parse_response(out) if out else (0, {}, b"")
+        check(st == want and h.get("connection") == "close",
+              "refusal over TLS: %d %r (want %d)" % (st, out[:100], want))
     # plain HTTP to the HTTPS port: refused, the server goes on
     r = curl(["-o", "/dev/null", srv.url("/small.txt")], timeout=5)
     check(r.returncode != 0, "plain HTTP to the HTTPS port should fail")
