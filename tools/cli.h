@@ -23,6 +23,7 @@ int cli_cat(int argc, char **argv);
 int cli_demo(int argc, char **argv);
 int cli_get(int argc, char **argv);
 int cli_serve(int argc, char **argv);
+int cli_ws(int argc, char **argv);
 
 /* Walks argv one option at a time. */
 typedef struct cli_args {

@@ -22,6 +22,7 @@
 #include "nbio/http_client.h"
 #include "nbio/tcp.h"
 #include "nbio/tls.h"
+#include "nbio/ws.h"
 
 #define STEP_TIMEOUT_MS 10000
 
@@ -56,6 +57,9 @@ typedef struct demo_ctx {
     char tls_addr[128];
     char tls_error[400];
     http_responder http; /* a tiny HTTP server for the HTTP step */
+    echo_server *ws_echo; /* a WebSocket echo server (permessage-deflate accepted) */
+    char ws_addr[128];
+    char ws_error[400];
 } demo_ctx;
 
 typedef struct demo_step {
@@ -137,6 +141,8 @@ static void demo_pump(demo_ctx *ctx)
     if (ctx->tls_echo != NULL)
         (void)echo_server_step(ctx->tls_echo, 0);
     http_responder_step(&ctx->http);
+    if (ctx->ws_echo != NULL)
+        (void)echo_server_step(ctx->ws_echo, 0);
 }
 
 static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -464,6 +470,116 @@ static int step_http(demo_ctx *ctx)
     return rc;
 }
 
+/* ---- step 5: WebSocket ---- */
+
+static const char *ws_type_name(nbio_ws_type t)
+{
+    return t == NBIO_WS_TEXT ? "text" : t == NBIO_WS_BINARY ? "binary" : "control";
+}
+
+static int step_ws(demo_ctx *ctx)
+{
+    static const struct {
+        nbio_ws_type type;
+        const char *data;
+        size_t len;
+    } msgs[] = {
+        {NBIO_WS_TEXT, "hello, WebSocket! \xc3\xa9t\xc3\xa9", 23},
+        {NBIO_WS_BINARY, "\x00\x01\x02\xff binary", 11},
+    };
+    const size_t nmsgs = sizeof msgs / sizeof msgs[0];
+    char q[160], url[160];
+    if (ctx->ws_echo == NULL) {
+        say("the WebSocket echo server could not start: %s", ctx->ws_error);
+        return -1;
+    }
+    snprintf(url, sizeof url, "ws://%s/demo?step=5", ctx->ws_addr);
+    say("a WebSocket echo server runs in this process on %s: the echo server engine", ctx->ws_addr);
+    say("  with each accepted connection wrapped in nbio_ws_server(), compression accepted");
+    nbio_ws_options o;
+    memset(&o, 0, sizeof o);
+    o.compress = true; /* offer permessage-deflate */
+    nbio_session *s = nbio_ws_connect(url, NULL, &o);
+    if (s == NULL)
+        return failed(NULL, "connect", NBIO_ENOMEM);
+    say("nbio_ws_connect(\"%s\", compress): returned at once, status %s", url,
+        nbio_status(s) == NBIO_STATUS_ESTABLISHING ? "ESTABLISHING (connect and upgrade go on in drive)"
+                                                   : "TERMINATED");
+    int rc = 0, r;
+    int64_t deadline = nbio_now_ms() + STEP_TIMEOUT_MS;
+    while (rc == 0 && nbio_status(s) == NBIO_STATUS_ESTABLISHING) {
+        r = nbio_drive(s);
+        if (r < 0)
+            rc = failed(s, "handshake", r);
+        else if (nbio_now_ms() > deadline)
+            rc = failed(s, "handshake", NBIO_ETIMEDOUT);
+        else
+            demo_pump(ctx);
+    }
+    if (rc == 0 && nbio_status(s) != NBIO_STATUS_ESTABLISHED)
+        rc = failed(s, "handshake", nbio_error(s));
+    if (rc == 0)
+        say("handshake done: 101 Switching Protocols, Sec-WebSocket-Accept checked; "
+            "permessage-deflate %s", nbio_ws_compressed(s) ? "agreed on" : "not agreed on");
+    for (size_t i = 0; i < nmsgs && rc == 0; i++) {
+        nbio_buf b = {msgs[i].data, msgs[i].len};
+        while (rc == 0 && (r = nbio_ws_write(s, msgs[i].type, &b)) != NBIO_DONE) {
+            if (r < 0)
+                rc = failed(s, "write", r);
+            else if (nbio_now_ms() > deadline)
+                rc = failed(s, "write", NBIO_ETIMEDOUT);
+            else
+                demo_pump(ctx);
+        }
+        if (rc == 0)
+            say("nbio_ws_write(%s, %s): NBIO_DONE, one masked%s frame queued", ws_type_name(msgs[i].type),
+                quoted(msgs[i].data, msgs[i].len, q, sizeof q),
+                nbio_ws_compressed(s) ? ", compressed" : "");
+    }
+    size_t got = 0;
+    while (rc == 0 && got < nmsgs) {
+        nbio_ws_message m;
+        r = nbio_ws_read(s, &m);
+        if (r < 0) {
+            rc = failed(s, "read", r);
+        } else if (r == NBIO_DATA) {
+            bool same = m.type == msgs[got].type && m.data.len == msgs[got].len &&
+                        memcmp(m.data.data, msgs[got].data, m.data.len) == 0;
+            say("nbio_ws_read: NBIO_DATA, a %s message of %zu bytes: %s%s", ws_type_name(m.type),
+                m.data.len, quoted(m.data.data, m.data.len, q, sizeof q),
+                same ? " (type and bytes as sent)" : " (MISMATCH)");
+            if (!same)
+                rc = -1;
+            got++;
+        } else if (nbio_now_ms() > deadline) {
+            rc = failed(s, "read", NBIO_ETIMEDOUT);
+        } else {
+            demo_pump(ctx);
+        }
+    }
+    if (rc == 0) {
+        r = nbio_ws_close(s, 1000, "demo done");
+        while (r == NBIO_PENDING && nbio_now_ms() <= deadline) {
+            demo_pump(ctx);
+            r = nbio_close(s);
+        }
+        unsigned code = 0;
+        const char *reason = NULL;
+        if (r != NBIO_DONE) {
+            rc = failed(s, "close", r < 0 ? r : NBIO_ETIMEDOUT);
+        } else if (nbio_ws_peer_close(s, &code, &reason)) {
+            say("nbio_ws_close(1000, \"demo done\") + nbio_close until NBIO_DONE: the server");
+            say("  answered with close %u \"%s\", then the connection was closed", code,
+                reason != NULL ? reason : "");
+        } else {
+            say("nbio_close: NBIO_DONE, but no close frame came back from the server");
+            rc = -1;
+        }
+    }
+    nbio_free(s);
+    return rc;
+}
+
 /* Makes the certificate and starts the TLS echo server; on failure leaves
  * ctx->tls_echo NULL with the reason in ctx->tls_error. */
 static void start_tls_server(demo_ctx *ctx)
@@ -485,7 +601,7 @@ static void start_tls_server(demo_ctx *ctx)
         return;
     }
     echo_server_config ecfg = {"127.0.0.1:0", &nbio_frame_u64le, 0, stderr,
-                               "nbio demo: TLS echo server", cfg, 0, 0};
+                               "nbio demo: TLS echo server", cfg, 0, 0, false, false};
     ctx->tls_echo = echo_server_open(&ecfg, ctx->tls_error, sizeof ctx->tls_error);
     nbio_tls_config_unref(cfg); /* the server keeps its own reference */
     if (ctx->tls_echo != NULL)
@@ -498,6 +614,8 @@ static const demo_step steps[] = {
     {"TLS: u64 frames over TLS, certificate made in memory and verified", step_tls},
     {"HTTP: a GET through the agent, then a second one on the same connection "
      "(nbio's third example)", step_http},
+    {"WebSocket: a client to an in-process WebSocket echo server, text and binary, "
+     "closing handshake", step_ws},
 };
 
 static void demo_help(void)
@@ -506,7 +624,7 @@ static void demo_help(void)
            "\n"
            "Starts an echo server in this process on 127.0.0.1 (a free port), and a\n"
            "u64-framed TLS echo server with a self-signed certificate it generates in\n"
-           "memory, and a tiny HTTP responder, and runs libnbio's examples against\n"
+           "memory, a tiny HTTP responder and a WebSocket echo server, and runs libnbio's examples against\n"
            "them, printing what happens step by step:\n");
     for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++)
         printf("  %zu. %s\n", i + 1, steps[i].title);
@@ -527,7 +645,7 @@ int cli_demo(int argc, char **argv)
     demo_ctx ctx;
     memset(&ctx, 0, sizeof ctx);
     char err[400];
-    echo_server_config cfg = {"127.0.0.1:0", NULL, 0, stderr, "nbio demo: echo server", NULL, 0, 0};
+    echo_server_config cfg = {"127.0.0.1:0", NULL, 0, stderr, "nbio demo: echo server", NULL, 0, 0, false, false};
     ctx.echo = echo_server_open(&cfg, err, sizeof err);
     if (ctx.echo == NULL) {
         fprintf(stderr, "nbio demo: cannot start the echo server: %s\n", err);
@@ -538,6 +656,11 @@ int cli_demo(int argc, char **argv)
     char http_err[400] = "";
     if (http_responder_open(&ctx.http, http_err, sizeof http_err) < 0) /* fails the HTTP step */
         fprintf(stderr, "nbio demo: cannot start the HTTP responder: %s\n", http_err);
+    echo_server_config wcfg = {"127.0.0.1:0", NULL, 0, stderr, "nbio demo: WebSocket echo server",
+                               NULL, 0, 0, true, true};
+    ctx.ws_echo = echo_server_open(&wcfg, ctx.ws_error, sizeof ctx.ws_error); /* fails step 5 */
+    if (ctx.ws_echo != NULL)
+        snprintf(ctx.ws_addr, sizeof ctx.ws_addr, "%s", echo_server_address(ctx.ws_echo));
     printf("libnbio %s demo\n", nbio_version());
     printf("An echo server runs in this process on %s, driven in the same thread\n"
            "between the client's calls (nothing here ever blocks).\n",
@@ -546,6 +669,8 @@ int cli_demo(int argc, char **argv)
         printf("A u64-framed TLS echo server runs beside it on %s.\n", ctx.tls_addr);
     if (ctx.http.listener != NULL)
         printf("A tiny HTTP responder runs on %s.\n", ctx.http.addr);
+    if (ctx.ws_echo != NULL)
+        printf("A WebSocket echo server runs on %s.\n", ctx.ws_addr);
     size_t n = sizeof steps / sizeof steps[0], ok = 0;
     for (size_t i = 0; i < n; i++) {
         printf("\n[%zu/%zu] %s\n", i + 1, n, steps[i].title);
@@ -557,6 +682,7 @@ int cli_demo(int argc, char **argv)
     }
     echo_server_free(ctx.echo);
     echo_server_free(ctx.tls_echo);
+    echo_server_free(ctx.ws_echo);
     http_responder_close(&ctx.http);
     free(ctx.cert_pem);
     free(ctx.key_pem);

@@ -12,13 +12,15 @@
 #include "log.h"
 #include "nbio/poll.h"
 #include "nbio/tcp.h"
+#include "nbio/ws.h"
 
 #define CLOSE_GRACE_MS 5000  /* how long a graceful close may take */
 #define READS_PER_STEP 64    /* fairness: payloads echoed per client per event */
 #define ACCEPTS_PER_STEP 64
 #define EVENTS_PER_STEP 256
 #define ACCEPT_BACKOFF_MS 100 /* out of descriptors: pause accepting this long */
-#define TLS_HANDSHAKE_CHECK_MS 11000 /* drive a silent TLS client past its handshake limit */
+#define TLS_HANDSHAKE_CHECK_MS 11000 /* drive a silent TLS (or WebSocket) client past its
+                                        handshake limit */
 #define QUIET_MS 100 /* draining: a client quiet this long has sent everything; lingering:
                         after our goodbye, a client quiet this long is let go */
 
@@ -38,6 +40,9 @@ typedef struct echo_client {
      * read happens while it is pending. */
     bool pending;
     nbio_buf rest;
+    nbio_ws_type rest_type; /* ws: the pending echo's message type */
+    bool ws_closing;        /* ws: our close was started (nbio_ws_close) */
+    bool ws_up;             /* ws: the opening handshake completed */
     int64_t last_msg;       /* when the last whole message arrived */
     int64_t last_active;    /* when bytes last moved either way */
     int64_t close_deadline; /* CLOSING/LINGER: drop after this */
@@ -50,6 +55,8 @@ struct echo_server {
     const nbio_frame_strategy *framing;
     nbio_frame_options fopt;
     nbio_tls_config *tls; /* our reference; NULL: plaintext */
+    bool ws;              /* WebSocket sessions over TCP or TLS */
+    nbio_ws_options wsopt;
     cli_log log;
     int idle_timeout_ms;
     size_t max_clients;
@@ -76,6 +83,10 @@ echo_server *echo_server_open(const echo_server_config *cfg, char *err, size_t e
     srv->fopt.release_buffers = true; /* idle clients hold no buffers */
     if (cfg->max_frame > 0)
         srv->fopt.max_frame = cfg->max_frame;
+    srv->ws = cfg->ws;
+    memset(&srv->wsopt, 0, sizeof srv->wsopt);
+    srv->wsopt.compress = cfg->ws_compress;
+    srv->wsopt.max_message = cfg->max_frame; /* 0: the session's default */
     cli_log_init(&srv->log, cfg->log, cfg->log_prefix != NULL ? cfg->log_prefix : "echo-server",
                  20);
     srv->idle_timeout_ms = cfg->idle_timeout_ms > 0 ? cfg->idle_timeout_ms : 0;
@@ -127,7 +138,8 @@ static void drop_client(echo_server *srv, echo_client *c, int err)
 {
     const char *what = srv->tls != NULL && !nbio_tls_handshake_done(c->s)
                            ? "TLS handshake failed, dropped client"
-                           : "dropped client";
+                       : srv->ws && !c->ws_up ? "WebSocket handshake failed, dropped client"
+                                              : "dropped client";
     cli_log_line(&srv->log, "%s %s: %s: %s", what, c->name, nbio_errname(err),
                  nbio_detail(c->s)[0] ? nbio_detail(c->s) : nbio_strerror(err));
     remove_client(srv, c);
@@ -145,7 +157,8 @@ static int64_t client_deadline(const echo_server *srv, const echo_client *c)
                                                                : srv->drain_deadline;
     if (srv->idle_timeout_ms > 0)
         return c->last_msg + srv->idle_timeout_ms;
-    if (srv->tls != NULL && !nbio_tls_handshake_done(c->s))
+    if ((srv->tls != NULL && !nbio_tls_handshake_done(c->s)) ||
+        (srv->ws && nbio_status(c->s) == NBIO_STATUS_ESTABLISHING))
         return c->last_msg + TLS_HANDSHAKE_CHECK_MS;
     return -1;
 }
@@ -180,6 +193,8 @@ static int add_client(echo_server *srv, nbio_session *s)
         s = nbio_tls_server(s, srv->tls); /* takes s, also on failure */
     if (s != NULL && srv->framing != NULL)
         s = nbio_frame_new(s, srv->framing, &srv->fopt); /* takes s, also on failure */
+    if (s != NULL && srv->ws)
+        s = nbio_ws_server(s, &srv->wsopt); /* takes s; answers the upgrade while establishing */
     if (s == NULL) {
         free(c);
         return NBIO_ENOMEM;
@@ -263,12 +278,35 @@ static void start_closing(echo_server *srv, echo_client *c)
     arm_timer(srv, c);
 }
 
+/* Reads the next payload: a WebSocket message (its type kept for the echo)
+ * or a frame or bytes. */
+static int read_payload(echo_server *srv, echo_client *c, nbio_buf *in)
+{
+    if (!srv->ws)
+        return nbio_read(c->s, in);
+    nbio_ws_message m;
+    int r = nbio_ws_read(c->s, &m);
+    if (!c->ws_up && nbio_status(c->s) == NBIO_STATUS_ESTABLISHED)
+        c->ws_up = true;
+    if (r == NBIO_DATA) {
+        *in = m.data;
+        c->rest_type = m.type; /* text stays text */
+    }
+    return r;
+}
+
+/* Writes (the rest of) an echo. */
+static int write_payload(echo_server *srv, echo_client *c)
+{
+    return srv->ws ? nbio_ws_write(c->s, c->rest_type, &c->rest) : nbio_write(c->s, &c->rest);
+}
+
 /* Echoes what the client sent. Returns 0, or a negative error. */
 static int serve_echoing(echo_server *srv, echo_client *c)
 {
     if (c->pending) {
         size_t before = c->rest.len;
-        int r = nbio_write(c->s, &c->rest);
+        int r = write_payload(srv, c);
         if (r < 0)
             return r;
         if (c->rest.len != before)
@@ -279,7 +317,7 @@ static int serve_echoing(echo_server *srv, echo_client *c)
     }
     for (int k = 0; k < READS_PER_STEP; k++) {
         nbio_buf in;
-        int r = nbio_read(c->s, &in);
+        int r = read_payload(srv, c, &in);
         if (r == NBIO_IDLE) {
             /* Draining: a client quiet for a while has sent everything (its
              * late bytes may only be slow because our echoes were). */
@@ -302,7 +340,7 @@ static int serve_echoing(echo_server *srv, echo_client *c)
             return r;
         c->last_msg = srv->now;
         c->rest = in; /* written straight from the read buffer */
-        int w = nbio_write(c->s, &c->rest);
+        int w = write_payload(srv, c);
         if (w < 0)
             return w;
         if (w == NBIO_PENDING) {
@@ -319,7 +357,23 @@ static int serve_echoing(echo_server *srv, echo_client *c)
 static int serve_closing(echo_server *srv, echo_client *c)
 {
     if (c->state == CLIENT_CLOSING) {
-        int r = nbio_shutdown(c->s);
+        int r;
+        if (srv->ws) {
+            /* WebSocket: after the client's close the session answered it and
+             * nbio_close closes the transport; when we close first (draining),
+             * 1001, then nbio_close waits for the client's close. */
+            if (!c->ws_closing && srv->draining && nbio_status(c->s) == NBIO_STATUS_ESTABLISHED)
+                r = nbio_ws_close(c->s, 1001, "server shutting down");
+            else
+                r = nbio_close(c->s);
+            c->ws_closing = true;
+            if (r == NBIO_DONE || r == NBIO_ECLOSED)
+                return 1; /* the closing handshake is complete and the transport closed */
+            if (r < 0 && !srv->draining)
+                return 1; /* the client's close came first: it may not wait for ours */
+        } else {
+            r = nbio_shutdown(c->s);
+        }
         if (r < 0)
             return r;
         if (r != NBIO_DONE)
@@ -487,9 +541,13 @@ static void echo_server_help(void)
            "  --listen ADDR       127.0.0.1:0, [::1]:8080, :8080, or a Unix socket path\n"
            "                      (anything containing '/')\n"
            "  --framing NAME      none (raw bytes, default), u64 (little-endian length\n"
-           "                      prefix), u32, u16 (big-endian length prefix), line\n"
+           "                      prefix), u32, u16 (big-endian length prefix), line,\n"
+           "                      or ws: a WebSocket echo server on any path (each\n"
+           "                      message echoed with its type; wss with --tls-cert)\n"
+           "  --ws-compress       with --framing ws: accept permessage-deflate\n"
            "  --max-frame BYTES   largest frame accepted (default 64M; K, M, G suffixes);\n"
-           "                      a client sending a larger one is dropped\n"
+           "                      a client sending a larger one is dropped. With ws:\n"
+           "                      the largest message (default 16M), closed with 1009\n"
            "  --idle spin|wait    spin: busy-poll, lowest latency (default);\n"
            "                      wait: sleep in epoll when nothing happens\n"
            "  --idle-timeout MS   drop a client from which no whole message (any bytes\n"
@@ -519,7 +577,7 @@ int cli_echo_server(int argc, char **argv)
     const char *listen = NULL, *v = NULL;
     const nbio_frame_strategy *framing = NULL;
     size_t max_frame = 0, max_clients = 10000, idle_timeout = 0;
-    bool wait = false;
+    bool wait = false, ws = false, ws_compress = false;
     const char *tls_cert = NULL, *tls_key = NULL, *tls_client_ca = NULL;
     while (a.i < argc) {
         if (cli_flag(&a, "--help") || cli_flag(&a, "-h")) {
@@ -530,8 +588,14 @@ int cli_echo_server(int argc, char **argv)
                 return CLI_EXIT_USAGE;
             listen = v;
         } else if (cli_option(&a, "--framing", &v)) {
-            if (v == NULL || !cli_framing(cmd, v, &framing))
+            if (v == NULL)
                 return CLI_EXIT_USAGE;
+            ws = strcmp(v, "ws") == 0;
+            framing = NULL;
+            if (!ws && !cli_framing(cmd, v, &framing))
+                return CLI_EXIT_USAGE;
+        } else if (cli_flag(&a, "--ws-compress")) {
+            ws_compress = true;
         } else if (cli_option(&a, "--max-frame", &v)) {
             if (v == NULL || !cli_size(cmd, "--max-frame", v, &max_frame))
                 return CLI_EXIT_USAGE;
@@ -574,6 +638,8 @@ int cli_echo_server(int argc, char **argv)
         return cli_usage_error(cmd, "--tls-cert and --tls-key go together");
     if (tls_client_ca != NULL && tls_cert == NULL)
         return cli_usage_error(cmd, "--tls-client-ca needs --tls-cert and --tls-key");
+    if (ws_compress && !ws)
+        return cli_usage_error(cmd, "--ws-compress needs --framing ws");
 
     char err[400];
     nbio_tls_config *tls = NULL;
@@ -602,7 +668,7 @@ int cli_echo_server(int argc, char **argv)
     cli_install_stop_handlers();
     signal(SIGPIPE, SIG_IGN); /* a log reader that went away must not kill the server */
     echo_server_config cfg = {listen,  framing, max_frame,         stderr, "nbio echo-server",
-                              tls,     (int)idle_timeout, max_clients};
+                              tls,     (int)idle_timeout, max_clients, ws, ws_compress};
     echo_server *srv = echo_server_open(&cfg, err, sizeof err);
     nbio_tls_config_unref(tls); /* the server holds its own reference */
     if (srv == NULL) {

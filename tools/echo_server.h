@@ -11,6 +11,11 @@
  * next read), so memory per client stays bounded by the session's buffers.
  * Idle clients hold no buffers (release_buffers).
  *
+ * With ws, each connection is a WebSocket server session (any path): text
+ * stays text, pings are answered and close handshakes completed by the
+ * session, and a client that breaks the protocol is closed with the
+ * protocol's code by the session and reported in one line.
+ *
  * With TLS, one configuration is shared by every connection. A client whose
  * handshake fails (or that fails later) is reported in one line on the log
  * and dropped; the other clients are not affected.
@@ -37,6 +42,11 @@ typedef struct echo_server_config {
     nbio_tls_config *tls;
     int idle_timeout_ms; /* drop a client with no whole message for this long; 0: never */
     size_t max_clients;  /* 0: 10000; over it, new connections are closed at once */
+    /* WebSocket (--framing ws; framing must be NULL): every connection (after
+     * TLS) is wrapped in nbio_ws_server() and each message is echoed with its
+     * type; max_frame is then the largest message (0: the session's default). */
+    bool ws;
+    bool ws_compress; /* accept permessage-deflate */
 } echo_server_config;
 
 typedef struct echo_server echo_server;

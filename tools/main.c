@@ -16,6 +16,7 @@ static const subcommand subcommands[] = {
     {"cat", cli_cat, "send standard input to a peer, print what comes back"},
     {"get", cli_get, "HTTP requests: print the response bodies (like curl)"},
     {"serve", cli_serve, "serve a directory over HTTP/1.1 (and HTTPS), echo POST /echo"},
+    {"ws", cli_ws, "a WebSocket client: lines of standard input out, messages in"},
     {"demo", cli_demo, "run the examples against an in-process echo server"},
 };
 
