@@ -26,7 +26,8 @@ certificate made by `openssl req`).
  - a small file rewritten, replaced or removed is seen within 2 s (the
    server keeps files up to 64 KiB in memory for at most a second);
  - SIGTERM while a large response is in flight: it completes, exit 0;
-   usage errors exit 2, a bad certificate or listen address exit 1.
+   usage errors exit 2, a bad certificate or listen address exit 1;
+ - --idle spin, a Unix socket (removed at exit) and [::1] serve too.
 """
 import http.client
 import os
@@ -751,6 +752,43 @@ def test_changes(srv, root):
         step("  %s: seen after %.2f s" % (what, time.monotonic() - t0))
 
 
+def test_other_listeners(nbio, root, tmp):
+    step("--idle spin, a Unix socket and IPv6 listeners")
+    srv = Serve(nbio, root, "--idle", "spin")
+    st, _, body = get(srv, b"/small.txt")
+    check(st == 200 and body == SMALL, "--idle spin: %d" % st)
+    check(srv.stop() == 0, "--idle spin: exit status")
+    path = os.path.join(tmp, "serve.sock")
+    err = tempfile.TemporaryFile()
+    p = subprocess.Popen([nbio, "serve", "--listen", path, "--root", root],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err)
+    _procs.append(p)
+    line = read_line(p.stdout, 20.0)
+    check(line == ("listening on %s\n" % path).encode(), "Unix socket: first line %r" % line)
+    r = curl(["--unix-socket", path, "http://localhost/small.txt"])
+    check(r.returncode == 0 and r.stdout == SMALL, "curl over the Unix socket: %r" % r.stderr)
+    p.send_signal(signal.SIGTERM)
+    check(p.wait(timeout=10) == 0, "Unix socket: exit status")
+    check(not os.path.exists(path), "the socket file is removed at exit")
+    try:
+        socket.create_connection(("::1", 9), timeout=1).close()
+    except ConnectionRefusedError:
+        pass
+    except OSError:
+        step("  no IPv6 loopback: [::1] not tried")
+        return
+    p = subprocess.Popen([nbio, "serve", "--listen", "[::1]:0", "--root", root],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err)
+    _procs.append(p)
+    line = read_line(p.stdout, 20.0)
+    m = re.match(rb"listening on \[::1\]:(\d+)\n$", line)
+    check(m is not None and int(m.group(1)) > 0, "IPv6: first line %r" % line)
+    r = curl(["-g", "http://[::1]:%d/small.txt" % int(m.group(1))])
+    check(r.returncode == 0 and r.stdout == SMALL, "curl over IPv6: %r" % r.stderr)
+    p.send_signal(signal.SIGTERM)
+    check(p.wait(timeout=10) == 0, "IPv6: exit status")
+
+
 def test_http_client(srv):
     step("http.client: GET, HEAD, POST on one keep-alive connection")
     conn = http.client.HTTPConnection(srv.host, srv.port, timeout=10)
@@ -878,6 +916,7 @@ def test(nbio):
         test_refusals(nbio, root)
         test_slow_client(nbio, root)
         test_sigterm(nbio, root)
+        test_other_listeners(nbio, root, tmp)
         check(not DEFERRED, "%d failure(s) recorded above: %s" % (len(DEFERRED),
                                                                  "; ".join(DEFERRED)))
     finally:
