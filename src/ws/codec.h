@@ -323,9 +323,12 @@ int nbio__pmd_negotiate(const nbio_http_head *h, bool is_response, nbio__pmd_par
  *     no_context_takeover flags when set, "; server_max_window_bits=N" when
  *     N < 15, "; client_max_window_bits=N" when client_max_window_bits_offered
  *     and N < 15.
- * Returns the length (without the NUL), or -1 when cap is too small (buf
- * then holds no useful value). 128 bytes are always enough.
+ * Returns the length (without the NUL), or -1 when cap is too small or a
+ * window bits value is outside 8..15 (buf then holds no useful value).
+ * NBIO__PMD_FORMAT_MAX bytes are always enough (the longest value, an offer
+ * with every parameter, is 128 characters).
  */
+#define NBIO__PMD_FORMAT_MAX 160
 int nbio__pmd_format(const nbio__pmd_params *p, bool is_response, char *buf, size_t cap);
 
 /*

@@ -486,8 +486,8 @@ int nbio__pmd_deflate(nbio__pmd *z, const void *in, size_t len, nbio__bytes *out
     /* A sync flush ends with an empty stored block: 00 00 FF FF after the
      * block's 3 header bits. The tail goes; the receiver puts it back. */
     size_t produced = out->len - before;
-    const unsigned char *end = nbio__bytes_peek(out) + out->len;
-    if (produced < 4 || memcmp(end - 4, "\x00\x00\xff\xff", 4) != 0) {
+    if (produced < 4 ||
+        memcmp(nbio__bytes_peek(out) + out->len - 4, "\x00\x00\xff\xff", 4) != 0) {
         out->len = before;
         return NBIO_EINVAL; /* zlib broke its promise; never seen */
     }

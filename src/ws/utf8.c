@@ -41,9 +41,9 @@ static uint32_t lead(unsigned b)
 
 uint32_t nbio__utf8_step(uint32_t state, const unsigned char *p, size_t len)
 {
-    const unsigned char *end = p + len;
     if (len == 0 || state == NBIO__UTF8_REJECT)
         return state;
+    const unsigned char *end = p + len;
     while (p < end) {
         if (state == NBIO__UTF8_ACCEPT) {
             /* ASCII, 8 bytes at a time. */

@@ -10,7 +10,7 @@
  *
  *  1. Server side, nbio__pmd_negotiate(h, false): 0, 1 or NBIO_EPROTOCOL
  *     with a why; the same again on a second call. On 1 the params are in
- *     range, the answer formats (under 128 bytes), and a client that made
+ *     range, the answer formats (within NBIO__PMD_FORMAT_MAX), and a client that made
  *     the matching offer accepts that answer and agrees on every parameter.
  *  2. Client side, nbio__pmd_negotiate(h, true) with the offer from byte 0
  *     (the head's Sec-WebSocket-Extensions taken as the server's answer):
@@ -93,7 +93,7 @@ static void server_side(const nbio_http_head *h, int *result)
     if (r == 0)
         return;
     CHECK(params_ok(&p) && same_params(&p, &p2));
-    char answer[128];
+    char answer[NBIO__PMD_FORMAT_MAX];
     int n = nbio__pmd_format(&p, true, answer, sizeof answer);
     CHECK(n > 0 && (size_t)n == strlen(answer));
     /* The client whose offer this was (a bare client_max_window_bits when
@@ -142,7 +142,7 @@ static void offer_round_trip(uint8_t sel)
 {
     nbio__pmd_params o, p;
     offer_from(sel, &o);
-    char offer[128];
+    char offer[NBIO__PMD_FORMAT_MAX];
     int n = nbio__pmd_format(&o, false, offer, sizeof offer);
     CHECK(n > 0);
     nbio_http_header f;
