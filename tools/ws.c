@@ -7,6 +7,12 @@
  * handshake (1000), keeps printing what still arrives until the peer's
  * close, and exits 0 when that close carried 1000.
  *
+ * The session drops the messages that arrive after our close frame (its
+ * closing handshake reads up to the peer's close and discards what comes
+ * before it), so at the end of input the close waits until nothing moved
+ * either way for QUIET_MS: the answers to the last lines (an echo of a
+ * large message, say) are printed first.
+ *
  * Standard input is read only when poll() says it is readable, and the
  * session is served meanwhile; with nothing to do the loop sleeps in
  * poll() on standard input and the session's descriptor and interest.
@@ -28,6 +34,7 @@
 #define READS_PER_LOOP 64
 #define WAIT_MS 100            /* longest sleep: timers (pings, handshake) run in drive */
 #define CLOSE_WAIT_MS 10000    /* our close is out: the peer's must come within this */
+#define QUIET_MS 300           /* end of input: close once nothing moved for this long */
 #define DEFAULT_MAX_MESSAGE ((size_t)16 << 20) /* the session's default */
 
 typedef struct ws_state {
@@ -41,6 +48,7 @@ typedef struct ws_state {
     bool stdin_eof;
     bool pending;          /* out is a message (or its rest) the session has not taken */
     nbio_buf out;
+    int64_t last_activity; /* when bytes last moved either way */
     bool close_started;    /* nbio_ws_close was called */
     int64_t close_deadline;
     bool peer_closed;      /* NBIO_EPEERCLOSED was read */
@@ -228,6 +236,8 @@ static int receive(ws_state *st)
             return r;
         if (r != NBIO_DATA)
             continue;
+        if (m.type == NBIO_WS_PING || m.type == NBIO_WS_PONG)
+            continue; /* answered by the session; not data, not printed */
         progress++;
         if (m.data.len > 0 && fwrite(m.data.data, 1, m.data.len, stdout) != m.data.len)
             return NBIO_EPIPE;
@@ -305,12 +315,33 @@ static int finish_close(ws_state *st)
     }
 }
 
+/* Our close is out: nbio_close until the peer's close came and the
+ * transport is closed; the peer's code decides the exit status. */
+static int closing(ws_state *st)
+{
+    for (;;) {
+        int r = nbio_close(st->s);
+        if (r == NBIO_DONE || r == NBIO_ECLOSED)
+            return peer_close_status(st);
+        if (r < 0)
+            return fail(st, r);
+        if (nbio_now_ms() > st->close_deadline) {
+            fflush(stdout);
+            fprintf(stderr, "nbio ws: NBIO_ETIMEDOUT: no close from the peer within %d ms "
+                            "of ours\n", CLOSE_WAIT_MS);
+            return CLI_EXIT_FAIL;
+        }
+        nbio_session *one = st->s;
+        (void)nbio_wait(&one, 1, WAIT_MS);
+    }
+}
+
 static int run(ws_state *st)
 {
     for (;;) {
         int progress = 0, r;
         bool established = nbio_status(st->s) == NBIO_STATUS_ESTABLISHED;
-        if (established && !st->close_started) {
+        if (established) {
             if ((r = send_input(st)) < 0)
                 return r == NBIO_EINVAL || r == NBIO_ETOOLARGE ? CLI_EXIT_FAIL : fail(st, r);
             progress += r;
@@ -318,7 +349,7 @@ static int run(ws_state *st)
         if ((r = receive(st)) < 0)
             return fail(st, r);
         progress += r;
-        if (st->peer_closed) {
+        if (st->peer_closed) { /* the peer closed first: the session answered it */
             int status = peer_close_status(st);
             r = finish_close(st);
             if (r < 0 && status == CLI_EXIT_OK) {
@@ -331,32 +362,36 @@ static int run(ws_state *st)
             }
             return status;
         }
+        /* data moved (not pings or pongs: those go on while idle) */
+        int64_t now = nbio_now_ms();
+        if (progress > 0)
+            st->last_activity = now;
         if ((r = nbio_drive(st->s)) < 0)
             return fail(st, r);
         progress += r == NBIO_ACTIVE;
-        if (!st->close_started && st->stdin_eof && !st->pending && st->start == st->end &&
-            nbio_status(st->s) == NBIO_STATUS_ESTABLISHED) {
-            /* everything is sent: our close, then wait for the peer's (reading
-             * what still arrives before it) */
+        int timeout = progress > 0 ? 0 : WAIT_MS;
+        bool all_sent = st->stdin_eof && !st->pending && st->start == st->end &&
+                        nbio_status(st->s) == NBIO_STATUS_ESTABLISHED &&
+                        !(nbio_interest(st->s) & NBIO_WANT_WRITE);
+        if (st->stdin_eof && !all_sent)
+            st->last_activity = now; /* still sending */
+        if (all_sent && now - st->last_activity >= QUIET_MS) {
+            /* everything is sent and answered: our close, then the peer's */
+            st->close_started = true;
+            st->close_deadline = now + CLOSE_WAIT_MS;
             r = nbio_ws_close(st->s, 1000, "");
+            if (r == NBIO_DONE || r == NBIO_ECLOSED)
+                return peer_close_status(st);
             if (r < 0)
                 return fail(st, r);
-            st->close_started = true;
-            st->close_deadline = nbio_now_ms() + CLOSE_WAIT_MS;
-            progress++;
+            return closing(st);
         }
-        if (st->close_started) {
-            r = nbio_close(st->s);
-            if (r < 0 && r != NBIO_ECLOSED)
-                return fail(st, r);
-            if (nbio_now_ms() > st->close_deadline) {
-                fflush(stdout);
-                fprintf(stderr, "nbio ws: NBIO_ETIMEDOUT: no close from the peer within %d ms "
-                                "of ours\n", CLOSE_WAIT_MS);
-                return CLI_EXIT_FAIL;
-            }
+        if (all_sent) { /* what we sent may still be answered: wait for a quiet moment */
+            int left = (int)(st->last_activity + QUIET_MS - now);
+            if (timeout > left)
+                timeout = left;
         }
-        if (wait_for_io(st, progress > 0 ? 0 : WAIT_MS) < 0)
+        if (wait_for_io(st, timeout) < 0)
             return CLI_EXIT_FAIL;
     }
 }
@@ -459,6 +494,7 @@ int cli_ws(int argc, char **argv)
     nbio_ws_options o;
     memset(&o, 0, sizeof o);
     o.compress = compress;
+    o.show_control = true; /* pongs are not data: they must not delay the close */
     o.ping_interval_ms = (int)ping_ms;
     o.protocols = protocols;
     o.num_protocols = nprotocols;
