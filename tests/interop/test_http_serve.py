@@ -46,6 +46,7 @@ from nbio_interop import (_procs, check, main, make_self_signed, proc_status_kib
 SMALL = b"".join(b"line %d of the small file\n" % i for i in range(100))
 SECRET = b"TOP-SECRET-OUTSIDE-THE-ROOT\n"
 BIG_SIZE = 50 * 1000 * 1000
+MID_SIZE = 3 * 1000 * 1000
 
 
 class Serve:
@@ -230,6 +231,8 @@ def make_tree(tmp):
             f.write(chunk[:left])
             left -= min(left, len(chunk))
             i += 1
+    with open(os.path.join(root, "mid.bin"), "wb") as f:
+        f.write(os.urandom(MID_SIZE))
     with open(os.path.join(root, "sub", "index.html"), "wb") as f:
         f.write(b"<h1>sub index</h1>\n")
     for name in ["a&b<c>.txt", "quote\"s'.txt", "sp ace.html", "100%.txt", "caf\u00e9.txt"]:
@@ -589,6 +592,28 @@ def test_refusals(nbio, root):
            b"Expect: 100-continue\r\n\r\n")
     st, _, _ = c.response()
     check(st == 413 and c.closed(), "over --max-body with Expect: %d" % st)
+    c.close()
+
+    step("raw: answers queued before a refusal still go out whole, then the refusal")
+    c = Conn(srv)
+    c.s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32768)
+    c.send(b"GET /mid.bin HTTP/1.1\r\nHost: x\r\n\r\n" * 2 +
+           b"GET /small.txt HTTP/2.0\r\nHost: x\r\n\r\n")
+    time.sleep(1.0)  # not reading yet: the answers back up in the server
+    got = []
+    try:
+        for _ in range(3):
+            st, _, body = c.response()
+            got.append((st, len(body)))
+        closed = c.closed()
+    except (EOFError, ConnectionResetError) as e:
+        closed = "cut: %s" % str(e)[:80]
+    step("  got %r, closed: %r" % (got, closed))
+    ok = (len(got) == 3 and got[0] == (200, MID_SIZE) and got[1] == (200, MID_SIZE) and
+          got[2][0] == 505 and closed is True)
+    check_later(ok,
+                "two 3 MB answers then a 505 (the refusal closes after the answers queued "
+                "before it): got %r, closed %r" % (got, closed))
     c.close()
 
     # every refusal was logged, and the server is still fine
