@@ -384,7 +384,8 @@ void nbio__pmd_free(nbio__pmd *z);
  * byte 00 (an empty stored block without LEN/NLEN, RFC 7692 §7.2.3.6).
  * Afterwards the compressor is reset when no context takeover applies to
  * this side's direction (else the next message may refer back into this
- * one). in may be NULL when len is 0. out grows as needed (its max, when
+ * one). in may be NULL when len is 0, and must not point into out (out
+ * may move when it grows). out grows as needed (its max, when
  * set, is respected: reaching it is NBIO_ENOMEM).
  * Returns 0, or NBIO_ENOMEM (out keeps its previous length; the compressor
  * is then in an unknown state: end the session).
@@ -395,7 +396,8 @@ int nbio__pmd_deflate(nbio__pmd *z, const void *in, size_t len, nbio__bytes *out
  * Decompresses one whole received message, in[0, len) being its frames'
  * payloads concatenated (unmasked), and appends the message to out. The
  * 00 00 FF FF tail the sender removed is supplied by this function (the
- * caller passes only what arrived).
+ * caller passes only what arrived). in must not point into out (out may
+ * move when it grows).
  *
  * The message must end where a deflate block ends (what a sync flush
  * gives); one cut inside a block is NBIO_EPROTOCOL. Accepted besides:

@@ -259,8 +259,13 @@ static const char *pmd_params(const ext_elem *e, bool response, pmd_seen *s)
 int nbio__pmd_negotiate(const nbio_http_head *h, bool is_response, nbio__pmd_params *p,
                         const char **why)
 {
-    nbio__pmd_params offer = *p; /* client side: what was offered */
+    nbio__pmd_params offer; /* client side: what was offered (*p is output only
+                               on the server side: not read) */
     nbio__pmd_params got;
+    if (is_response)
+        offer = *p;
+    else
+        nbio__pmd_params_init(&offer);
     bool found = false;
     ext_elem e;
     size_t from = 0;

@@ -58,9 +58,23 @@ uint32_t nbio__utf8_step(uint32_t state, const unsigned char *p, size_t len)
                 p++;
             if (p == end)
                 break;
-            state = lead(*p++);
-            if (state == NBIO__UTF8_REJECT)
-                return state;
+            uint32_t st = lead(*p);
+            if (st == NBIO__UTF8_REJECT)
+                return st;
+            size_t need = st >> 16;
+            if ((size_t)(end - p) > need) {
+                /* The whole character is here: check it in place. */
+                if (p[1] < ((st >> 8) & 0xffu) || p[1] > (st & 0xffu))
+                    return NBIO__UTF8_REJECT;
+                for (size_t k = 2; k <= need; k++)
+                    if ((p[k] & 0xc0u) != 0x80u)
+                        return NBIO__UTF8_REJECT;
+                p += need + 1;
+                continue;
+            }
+            /* Split at the end of p: carry the state over. */
+            state = st;
+            p++;
             continue;
         }
         unsigned b = *p++;
