@@ -1,6 +1,9 @@
 /*
- * Internal: the WebSocket codec (RFC 6455, RFC 7692). Pure functions over
- * the caller's bytes: no I/O and no global state. The WebSocket session
+ * Internal: the WebSocket codec (RFC 6455, RFC 7692). Functions over the
+ * caller's bytes: no I/O and no global state of their own. Only
+ * permessage-deflate allocates (zlib's state, the output buffers it is
+ * given); keys come from OpenSSL's RAND_bytes. Everything is safe to use
+ * from several threads at once on different objects. The WebSocket session
  * (src/ws/session.c) is built on it; the public API is nbio/ws.h.
  *
  * Parts:
@@ -245,7 +248,8 @@ typedef struct nbio__pmd_params {
     bool server_no_context_takeover, client_no_context_takeover;
     int server_max_window_bits;   /* 8..15, default 15 */
     int client_max_window_bits;   /* 8..15, default 15 */
-    bool client_max_window_bits_offered; /* client offer had the bare parameter */
+    bool client_max_window_bits_offered; /* the client's offer had client_max_window_bits
+                                            (bare or with a value) */
 } nbio__pmd_params;
 
 /* The defaults: takeover both ways, windows 15, nothing offered. */
@@ -281,9 +285,14 @@ void nbio__pmd_params_init(nbio__pmd_params *p);
  * honour any of them), client_no_context_takeover when the client offered
  * it, client_max_window_bits with the client's value when it gave one
  * (client_max_window_bits_offered is then set; a bare offer is answered
- * without it, so the client keeps 15). Returns 0 when there is no
+ * without it, so the client keeps 15). A server that wants a smaller client
+ * window (to save its decompressor's memory) may lower
+ * client_max_window_bits before formatting, but only when
+ * client_max_window_bits_offered. Returns 0 when there is no
  * permessage-deflate offer or none is acceptable (no compression; other
- * extensions are ignored), NBIO_EPROTOCOL for a malformed header.
+ * extensions are ignored), NBIO_EPROTOCOL for a malformed header (also
+ * when the malformed part follows an acceptable offer: the whole header is
+ * checked).
  *
  * Client side (is_response true; h is the server's 101): on entry *p is
  * what the client offered (what it passed to nbio__pmd_format(p, false,
@@ -302,11 +311,14 @@ void nbio__pmd_params_init(nbio__pmd_params *p);
  *     server_no_context_takeover is missing when the offer asked for it.
  * A server may add server_no_context_takeover, client_no_context_takeover
  * or server_max_window_bits unasked. The agreed client window is the
- * smaller of the offered and the answered one.
+ * smaller of the offered and the answered one; the agreed
+ * client_no_context_takeover is set when either side named it (the offer's
+ * is the client's promise); client_max_window_bits_offered is kept.
  * A client that offered no permessage-deflate at all must not call this: it
  * treats any Sec-WebSocket-Extensions in the answer as an error itself.
  *
- * why is set only on errors.
+ * Either side: *p is written only when the result is 1; why is set only on
+ * errors. h's bytes are only read.
  */
 int nbio__pmd_negotiate(const nbio_http_head *h, bool is_response, nbio__pmd_params *p,
                         const char **why);
