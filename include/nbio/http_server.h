@@ -18,7 +18,9 @@
  *   413 body too large, 501 unknown transfer coding, 505 HTTP version — and
  *   the read returns the error (NBIO_EPROTOCOL, NBIO_ETOOLARGE,
  *   NBIO_EUNSUPPORTED) with a detail; nbio_http_server_status_sent() tells
- *   which status went out. Request smuggling is refused, never guessed:
+ *   which status went out. The refusal ends the read side only: call
+ *   nbio_close() to finish sending it (and any answer still queued), then
+ *   the FIN. Request smuggling is refused, never guessed:
  *   Content-Length with Transfer-Encoding, differing Content-Length values,
  *   chunked not last, bad chunk sizes, bare CR/LF, obs-fold, whitespace
  *   before a colon, a missing or repeated Host in HTTP/1.1.
@@ -112,9 +114,12 @@ typedef struct nbio_http_reply {
 } nbio_http_reply;
 
 /**
- * Queues the response to the oldest request not answered yet. The body is
- * left out (Content-Length kept) when that request was HEAD, and for 1xx,
- * 204 and 304. A 1xx status (other than 101) is an interim response: the
+ * Queues the response to the oldest request not answered yet. It goes out
+ * with the next read that finds nothing to hand out, or drive/flush/close
+ * (after NBIO_PENDING, drive or read to make room). The body is left out
+ * when that request was HEAD, and for 1xx, 204 and 304: content_length or
+ * body_len still gives the Content-Length of a HEAD answer, and no parts
+ * are owed. A 1xx status (other than 101) is an interim response: the
  * final one must still follow.
  * Returns NBIO_DONE, NBIO_PENDING (queue full: nothing was queued, try
  * again when writable), NBIO_EUSAGE (no request to answer, or a body in

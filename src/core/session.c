@@ -74,6 +74,19 @@ int nbio__fail(nbio_session *s, int err, const char *fmt, ...)
     return err;
 }
 
+int nbio__end_read(nbio_session *s, int err, const char *fmt, ...)
+{
+    assert(err < 0);
+    if (s->error != 0 || s->read_end != 0)
+        return err;
+    s->read_end = err;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(s->detail, sizeof s->detail, fmt, ap);
+    va_end(ap);
+    return err;
+}
+
 int nbio__fail_from(nbio_session *s, const nbio_session *inner, int err)
 {
     const char *d = inner != NULL && inner->detail[0] ? inner->detail : nbio_strerror(err);
@@ -82,7 +95,7 @@ int nbio__fail_from(nbio_session *s, const nbio_session *inner, int err)
 
 int nbio__settle(nbio_session *s, int r)
 {
-    if (r < 0 && s->error == 0 && (r != NBIO_EPEERCLOSED || s->read_end == 0))
+    if (r < 0 && s->error == 0 && s->read_end != r) /* not the end of the read side already */
         nbio__fail(s, r, "%s: %s", s->vt->kind, nbio_strerror(r));
     return r;
 }

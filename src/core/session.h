@@ -124,6 +124,11 @@ static inline bool nbio__is_establishing(const nbio_session *s)
 int nbio__fail(nbio_session *s, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Ends the read direction only, with err and a detail: writes, flush and
+ * close go on (a server that refused a request still sends its answer). */
+int nbio__end_read(nbio_session *s, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* Same as nbio__fail, taking the detail of an inner session that failed. */
 int nbio__fail_from(nbio_session *s, const nbio_session *inner, int err);
 

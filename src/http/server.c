@@ -52,7 +52,7 @@ typedef struct nbio__hsrv {
     unsigned read_count;   /* requests whose head was handed out */
     nbio__bytes owed;      /* classes of the requests not answered yet */
     /* a response body in parts */
-    bool body_open, body_chunked, body_drop;
+    bool body_open, body_chunked;
     uint64_t body_left;
     nbio__bytes out;
     int status_sent;
@@ -150,9 +150,10 @@ static const char *date_now(nbio__hsrv *h)
     return h->date;
 }
 
-/* Refuses the request in hand: answers it with the status err/why call
- * for, closing, as far as the transport takes it now; then ends the
- * session with err and a detail. */
+/* Refuses the request in hand: queues the answer its status calls for,
+ * with a close, and sends what the transport takes now; then ends the read
+ * side with err and a detail. Writes go on, so nbio_close() finishes
+ * sending the answer (and earlier answers still queued), then the FIN. */
 static int refuse(nbio__hsrv *h, int err, int status, const char *why)
 {
     nbio_session *s = &h->base;
@@ -163,16 +164,18 @@ static int refuse(nbio__hsrv *h, int err, int status, const char *why)
                      "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
                      "Connection: close\r\n\r\n",
                      status, reason, bl);
-    if (nbio__bytes_append(&h->out, head, (size_t)n) == 0 &&
-        nbio__bytes_append(&h->out, why, strlen(why)) == 0 &&
-        nbio__bytes_append(&h->out, "\n", 1) == 0) {
-        (void)flush_out(h, NULL);
-        if (h->out.len == 0)
-            (void)nbio_shutdown(s->inner); /* FIN after the answer */
-    }
+    if (nbio__bytes_append(&h->out, head, (size_t)n) != 0 ||
+        nbio__bytes_append(&h->out, why, strlen(why)) != 0 ||
+        nbio__bytes_append(&h->out, "\n", 1) != 0)
+        return nbio__fail(s, NBIO_ENOMEM, "HTTP server: out of memory");
+    int r = flush_out(h, NULL);
+    if (r < 0)
+        return r;
     h->status_sent = status;
     h->state = S_CLOSED;
-    return nbio__fail(s, err, "HTTP request refused with %d %s: %s", status, reason, why);
+    h->body_open = false;
+    h->owed.len = h->owed.head = 0; /* nothing else is answered on this connection */
+    return nbio__end_read(s, err, "HTTP request refused with %d %s: %s", status, reason, why);
 }
 
 /* ---- reading requests ------------------------------------------------------- */
@@ -473,11 +476,10 @@ int nbio_http_write_response(nbio_session *s, const nbio_http_reply *r)
             h->expect_continue = false;
         return NBIO_DONE;
     }
-    if (r->body == NULL && (chunked || clen > 0)) {
+    if (r->body == NULL && (chunked || clen > 0) && !no_body) {
         h->body_open = true;
         h->body_chunked = chunked;
         h->body_left = chunked ? 0 : clen;
-        h->body_drop = no_body;
         return NBIO_DONE;
     }
     answered(h);
@@ -501,7 +503,7 @@ int nbio_http_write_response_body(nbio_session *s, const void *data, size_t len)
     bool end;
     if (h->body_chunked) {
         end = len == 0;
-        if (!h->body_drop) {
+        {
             char size[24];
             int k = snprintf(size, sizeof size, "%zx\r\n", len);
             bad |= nbio__http_put(&h->out, size, (size_t)k);
@@ -509,8 +511,7 @@ int nbio_http_write_response_body(nbio_session *s, const void *data, size_t len)
             bad |= nbio__http_put(&h->out, "\r\n", 2); /* after "0\r\n": the end */
         }
     } else {
-        if (!h->body_drop)
-            bad |= nbio__http_put(&h->out, data, len);
+        bad |= nbio__http_put(&h->out, data, len);
         h->body_left -= len;
         end = h->body_left == 0;
     }

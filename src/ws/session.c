@@ -214,6 +214,15 @@ static int take_protocol(nbio__ws *w, const char *p, size_t len)
     return w->protocol != NULL ? 0 : NBIO_ENOMEM;
 }
 
+/* What a client offers: takeover both ways, its window negotiable. */
+static nbio__pmd_params client_offer(void)
+{
+    nbio__pmd_params p;
+    nbio__pmd_params_init(&p);
+    p.client_max_window_bits_offered = true;
+    return p;
+}
+
 /* Client: checks the server's answer. Returns 0 or an error. */
 static int check_answer(nbio__ws *w, const nbio_http_head *h)
 {
@@ -240,6 +249,7 @@ static int check_answer(nbio__ws *w, const nbio_http_head *h)
             return nbio__fail(s, NBIO_ENOMEM, "WebSocket: out of memory");
     }
     const char *why = "";
+    w->pmdp = client_offer(); /* what was offered: the answer is checked against it */
     int r = nbio__pmd_negotiate(h, true, &w->pmdp, &why);
     if (r < 0 || (r == 1 && !w->opt.compress))
         return nbio__fail(s, NBIO_EPROTOCOL, "handshake: extensions: %s",
@@ -320,7 +330,7 @@ static int queue_accept(nbio__ws *w, nbio_http_slice key)
         bad |= nbio__http_put_header(&w->out, "Sec-WebSocket-Protocol", 22, w->protocol,
                                      strlen(w->protocol));
     if (w->pmd) {
-        char ext[128];
+        char ext[NBIO__PMD_FORMAT_MAX];
         int n = nbio__pmd_format(&w->pmdp, true, ext, sizeof ext);
         if (n > 0)
             bad |= nbio__http_put_header(&w->out, "Sec-WebSocket-Extensions", 24, ext, (size_t)n);
@@ -998,8 +1008,8 @@ nbio_session *nbio_ws_client(nbio_session *inner, const char *host, const char *
         bad |= nbio__http_put(&w->out, "\r\n", 2);
     }
     if (w->opt.compress) {
-        nbio__pmd_params p = {false, false, 15, 15, true};
-        char ext[128];
+        nbio__pmd_params p = client_offer();
+        char ext[NBIO__PMD_FORMAT_MAX];
         int n = nbio__pmd_format(&p, false, ext, sizeof ext);
         if (n > 0)
             bad |= nbio__http_put_header(&w->out, "Sec-WebSocket-Extensions", 24, ext, (size_t)n);
@@ -1082,7 +1092,7 @@ int nbio_ws_accept_upgrade(nbio_session *http, const nbio_http_incoming *req,
         return NBIO_EPROTOCOL;
     }
     const nbio_http_slice *key = nbio_http_header_find(&req->head, "sec-websocket-key", NULL);
-    char acc[29], ext[128];
+    char acc[29], ext[NBIO__PMD_FORMAT_MAX];
     nbio__ws_accept_key(key->data, key->len, acc);
     nbio_http_header h[5] = {{{"Upgrade", 7}, {"websocket", 9}},
                              {{"Connection", 10}, {"Upgrade", 7}},
