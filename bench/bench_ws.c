@@ -176,7 +176,8 @@ static int lws_echo_cb(struct lws *wsi, enum lws_callback_reasons reason, void *
             p->buf = b;
             p->cap = cap;
         }
-        memcpy(p->buf + LWS_PRE + p->len, in, len);
+        if (len > 0)
+            memcpy(p->buf + LWS_PRE + p->len, in, len);
         p->len += len;
         if (!lws_is_final_fragment(wsi) || lws_remaining_packet_payload(wsi) != 0)
             break;
