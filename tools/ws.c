@@ -34,7 +34,8 @@
 #define READS_PER_LOOP 64
 #define WAIT_MS 100            /* longest sleep: timers (pings, handshake) run in drive */
 #define CLOSE_WAIT_MS 10000    /* our close is out: the peer's must come within this */
-#define QUIET_MS 300           /* end of input: close once nothing moved for this long */
+#define QUIET_MS 50            /* end of input: close once nothing moved for this long
+                                  (what the peer sends before its close is still read) */
 #define DEFAULT_MAX_MESSAGE ((size_t)16 << 20) /* the session's default */
 
 typedef struct ws_state {
@@ -315,24 +316,32 @@ static int finish_close(ws_state *st)
     }
 }
 
-/* Our close is out: nbio_close until the peer's close came and the
- * transport is closed; the peer's code decides the exit status. */
+/* Our close is out: messages the peer sent before its own close are
+ * still printed; once its close came, the transport closes and the peer's
+ * code decides the exit status. */
 static int closing(ws_state *st)
 {
     for (;;) {
-        int r = nbio_close(st->s);
-        if (r == NBIO_DONE || r == NBIO_ECLOSED)
-            return peer_close_status(st);
+        int r = receive(st);
         if (r < 0)
             return fail(st, r);
+        if (st->peer_closed) {
+            int status = peer_close_status(st);
+            r = finish_close(st);
+            if (r < 0 && status == CLI_EXIT_OK)
+                return fail(st, r);
+            return status;
+        }
         if (nbio_now_ms() > st->close_deadline) {
             fflush(stdout);
             fprintf(stderr, "nbio ws: NBIO_ETIMEDOUT: no close from the peer within %d ms "
                             "of ours\n", CLOSE_WAIT_MS);
             return CLI_EXIT_FAIL;
         }
-        nbio_session *one = st->s;
-        (void)nbio_wait(&one, 1, WAIT_MS);
+        if (r == 0) {
+            nbio_session *one = st->s;
+            (void)nbio_wait(&one, 1, WAIT_MS);
+        }
     }
 }
 

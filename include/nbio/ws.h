@@ -135,9 +135,14 @@ NBIO_API int nbio_ws_read(nbio_session *s, nbio_ws_message *m);
  */
 NBIO_API int nbio_ws_write(nbio_session *s, nbio_ws_type type, nbio_buf *buf);
 
-/** Starts the closing handshake with code (1000-4999) and a reason (at
- *  most 123 bytes); then call nbio_close() (or drive) until NBIO_DONE.
- *  Returns as nbio_close(). */
+/**
+ * Starts the closing handshake with code (1000-4999) and a reason (at most
+ * 123 bytes): the close frame is sent, and reads go on handing out what the
+ * peer sends before its own close, until they return NBIO_EPEERCLOSED;
+ * then nbio_close() finishes (NBIO_DONE). Returns NBIO_PENDING while the
+ * peer's close has not arrived, else as nbio_close(). nbio_close() alone
+ * (code 1000) drops messages that arrive after our close frame.
+ */
 NBIO_API int nbio_ws_close(nbio_session *s, unsigned code, const char *reason);
 
 /** After NBIO_EPEERCLOSED: the close code the peer sent (1005 when it sent

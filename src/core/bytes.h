@@ -51,16 +51,18 @@ static inline int nbio__bytes_full(const nbio__bytes *b)
     return b->max != 0 && b->len >= b->max;
 }
 
+/* The first unconsumed byte (a valid pointer also while nothing was ever
+ * allocated: never NULL + 0). */
+static inline const unsigned char *nbio__bytes_peek(const nbio__bytes *b)
+{
+    return b->data != NULL ? b->data + b->head : (const unsigned char *)""; /* never NULL + 0 */
+}
+
 /* What can be read: returns the first unconsumed byte, *len set. */
 static inline const unsigned char *nbio__bytes_rbuf(const nbio__bytes *b, size_t *len)
 {
     *len = b->len;
-    return b->data + b->head;
-}
-
-static inline const unsigned char *nbio__bytes_peek(const nbio__bytes *b)
-{
-    return b->data + b->head;
+    return nbio__bytes_peek(b);
 }
 
 /* Drops the first n bytes (all of them when n >= len). */

@@ -478,6 +478,8 @@ static int finish_message(nbio__ws *w, nbio_ws_message *m)
                                   w->opt.max_message);
         if (r == NBIO_ETOOLARGE)
             return ws_fail(w, r, CLOSE_TOO_BIG, "message inflates past the limit");
+        if (r == NBIO_ENOMEM)
+            return nbio__fail(&w->base, r, "WebSocket: out of memory inflating a message");
         if (r < 0)
             return ws_fail(w, NBIO_EPROTOCOL, CLOSE_BAD_DATA, "bad compressed data");
         src = &w->zout;
@@ -790,9 +792,15 @@ int nbio_ws_close(nbio_session *s, unsigned code, const char *reason)
     nbio__ws *w = ws_of(s);
     if (w == NULL || code < 1000 || code > 4999)
         return NBIO_EINVAL;
+    nbio__touch(s);
     w->my_code = code;
     snprintf(w->my_reason, sizeof w->my_reason, "%s", reason != NULL ? reason : "");
-    return nbio_close(s);
+    if (s->error != 0 || w->close_received || s->phase != NBIO__OPEN)
+        return nbio_close(s);
+    if (!w->close_sent && queue_close(w, code, w->my_reason) != 0)
+        return nbio__fail(s, NBIO_ENOMEM, "WebSocket: out of memory");
+    int r = nbio__settle(s, flush_out(w, NULL));
+    return r < 0 ? r : NBIO_PENDING;
 }
 
 bool nbio_ws_peer_close(const nbio_session *s, unsigned *code, const char **reason)
