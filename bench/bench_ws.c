@@ -16,10 +16,12 @@
  *            are in flight (sent, echo not yet received): echoed messages/s.
  *  ws1m      1 MiB messages, 4 in flight: echoed bytes/s.
  *  wsrtt     one 64-byte message at a time: round-trip time, median, p99.
- *  wsz64     permessage-deflate: 64-byte JSON-like text messages, 256 in
- *            flight, both servers accepting permessage-deflate; the client
- *            is nbio's own client session (nbio_ws_connect with compress,
- *            busy-polled), the same against both servers: messages/s.
+ *  wsz64     permessage-deflate: 64-byte JSON-like text messages, 4096 in
+ *            flight, both servers accepting permessage-deflate: messages/s.
+ *            The client offers permessage-deflate, compresses every
+ *            message (zlib, default level, with the context takeover the
+ *            answer allows) before the clock starts, sends the frames
+ *            (RSV1) from that stream, and inflates and checks every echo.
  *
  * Both servers busy-poll (`--idle spin`; lws_service(ctx, -1) in a loop).
  * Each measure runs --repeats rounds; a round runs lws then nbio, each with
@@ -46,8 +48,10 @@
 #include <arpa/inet.h>
 #include <unistd.h>
 
+#include <strings.h>
+#include <zlib.h>
+
 #include "bench_echo_common.h"
-#include "nbio/ws.h"
 
 #ifdef NBIO_BENCH_LWS
 #include <libwebsockets.h>
@@ -57,7 +61,7 @@
 #define BIG ((size_t)1 << 20)
 #define SMALL_INFLIGHT ((size_t)1 << 20) /* bytes of frames */
 #define BIG_INFLIGHT 4
-#define Z_INFLIGHT 256
+#define Z_INFLIGHT 4096
 #define STAGE (256 * 1024)
 #define RBUF (256 * 1024)
 #define MAXHDR 14
@@ -387,7 +391,11 @@ typedef struct wsc {
     char why[160];
 } wsc;
 
-static int wsc_open(wsc *c, const server *s, const char **why)
+/* Opens the connection and does the opening handshake. ext: a
+ * Sec-WebSocket-Extensions offer, or NULL; the answer's value goes to
+ * ext_ans (empty when none). */
+static int wsc_open_ext(wsc *c, const server *s, const char *ext, char *ext_ans, size_t ans_cap,
+                        const char **why)
 {
     memset(c, 0, sizeof *c);
     c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -403,8 +411,9 @@ static int wsc_open(wsc *c, const server *s, const char **why)
     int n = snprintf(req, sizeof req,
                      "GET /bench HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\n"
                      "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                     "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: echo\r\n\r\n",
-                     s->addr);
+                     "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: echo\r\n%s%s%s\r\n",
+                     s->addr, ext ? "Sec-WebSocket-Extensions: " : "", ext ? ext : "",
+                     ext ? "\r\n" : "");
     if (write(c->fd, req, (size_t)n) != n) {
         *why = "handshake write failed";
         close(c->fd);
@@ -432,10 +441,26 @@ static int wsc_open(wsc *c, const server *s, const char **why)
         close(c->fd);
         return -1;
     }
+    if (ext_ans != NULL) {
+        ext_ans[0] = '\0';
+        for (char *line = strstr(ans, "\r\n"); line != NULL; line = strstr(line + 2, "\r\n")) {
+            if (strncasecmp(line + 2, "Sec-WebSocket-Extensions:", 25) == 0) {
+                const char *v = line + 27;
+                size_t len = strcspn(v, "\r");
+                snprintf(ext_ans, ans_cap, "%.*s", (int)len, v);
+                break;
+            }
+        }
+    }
     int fl = fcntl(c->fd, F_GETFL);
     (void)fcntl(c->fd, F_SETFL, fl | O_NONBLOCK);
     c->hdr_need = 2;
     return 0;
+}
+
+static int wsc_open(wsc *c, const server *s, const char **why)
+{
+    return wsc_open_ext(c, s, NULL, NULL, 0, why);
 }
 
 static void wsc_close(wsc *c)
@@ -746,69 +771,270 @@ static size_t z_message(char *out, uint64_t seq)
     return SMALL;
 }
 
+/* The messages, made once (snprintf per message would cost the client a
+ * tenth of its time); message k is g_zmsg[k % Z_DISTINCT]. */
+#define Z_DISTINCT 8192
+static char (*g_zmsg)[SMALL];
+
+static void z_prepare(void)
+{
+    if (g_zmsg != NULL)
+        return;
+    g_zmsg = malloc(Z_DISTINCT * sizeof *g_zmsg);
+    if (g_zmsg == NULL)
+        bench_die("out of memory");
+    char tmp[SMALL + 1];
+    for (uint64_t k = 0; k < Z_DISTINCT; k++) {
+        z_message(tmp, k * 7919); /* varied fields */
+        memcpy(g_zmsg[k], tmp, SMALL);
+    }
+}
+
+/* permessage-deflate as agreed in the handshake (RFC 7692). */
+typedef struct zparams {
+    bool cnct, snct; /* client_ / server_no_context_takeover */
+    int cbits;       /* client_max_window_bits (15 when not given) */
+} zparams;
+
+/* Parses the server's Sec-WebSocket-Extensions answer. Returns 0, or -1
+ * when permessage-deflate was not agreed on. */
+static int z_parse(const char *ans, zparams *zp)
+{
+    zp->cnct = zp->snct = false;
+    zp->cbits = 15;
+    while (*ans == ' ')
+        ans++;
+    if (strncasecmp(ans, "permessage-deflate", 18) != 0)
+        return -1;
+    const char *p = ans + 18;
+    while ((p = strchr(p, ';')) != NULL) {
+        p++;
+        while (*p == ' ')
+            p++;
+        if (strncasecmp(p, "client_no_context_takeover", 26) == 0)
+            zp->cnct = true;
+        else if (strncasecmp(p, "server_no_context_takeover", 26) == 0)
+            zp->snct = true;
+        else if (strncasecmp(p, "client_max_window_bits=", 23) == 0)
+            zp->cbits = atoi(p + 23);
+    }
+    if (zp->cbits < 8 || zp->cbits > 15)
+        zp->cbits = 15;
+    return 0;
+}
+
+/* The client's side of wsz64, compressed before the clock starts: every
+ * message's masked frame (RSV1, text) in one stream, and where each ends. */
+typedef struct zstream {
+    unsigned char *data;
+    size_t len, cap;
+    size_t *end; /* end[k]: offset just past message k's frame */
+} zstream;
+
+static int z_build(zstream *zs, uint64_t count, const zparams *zp)
+{
+    z_stream d;
+    memset(&d, 0, sizeof d);
+    /* zlib cannot make a window of 8 bits; 9 reaches back no further than 8 allows */
+    if (deflateInit2(&d, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -(zp->cbits < 9 ? 9 : zp->cbits), 8,
+                     Z_DEFAULT_STRATEGY) != Z_OK)
+        return -1;
+    zs->cap = (size_t)count * 48 + 4096;
+    zs->data = malloc(zs->cap);
+    zs->end = malloc((size_t)count * sizeof *zs->end);
+    zs->len = 0;
+    if (zs->data == NULL || zs->end == NULL)
+        bench_die("out of memory");
+    unsigned char out[256];
+    for (uint64_t k = 0; k < count; k++) {
+        d.next_in = (unsigned char *)g_zmsg[k % Z_DISTINCT];
+        d.avail_in = SMALL;
+        d.next_out = out;
+        d.avail_out = sizeof out;
+        if (deflate(&d, Z_SYNC_FLUSH) != Z_OK || d.avail_in != 0 || d.avail_out == 0)
+            return -1;
+        size_t n = sizeof out - d.avail_out;
+        if (n < 4 || memcmp(out + n - 4, "\x00\x00\xff\xff", 4) != 0)
+            return -1;
+        n -= 4; /* the receiver puts the tail back */
+        if (zp->cnct)
+            deflateReset(&d);
+        if (zs->len + n + MAXHDR > zs->cap) {
+            zs->cap *= 2;
+            unsigned char *p = realloc(zs->data, zs->cap);
+            if (p == NULL)
+                bench_die("out of memory");
+            zs->data = p;
+        }
+        unsigned char *f = zs->data + zs->len;
+        size_t h = frame_header(f, n);
+        f[0] = 0xC1; /* FIN, RSV1 (compressed), text */
+        for (size_t i = 0; i < n; i++)
+            f[h + i] = out[i] ^ g_key[i & 3];
+        zs->len += h + n;
+        zs->end[k] = zs->len;
+    }
+    deflateEnd(&d);
+    return 0;
+}
+
+/* Received bytes of wsz64: whole frames are taken from buf, compressed
+ * messages inflated and compared with what was sent. */
+typedef struct zrx {
+    unsigned char *buf;
+    size_t len, cap;
+    unsigned char msg[4096]; /* a message's compressed payload (fragments joined) */
+    size_t mlen;
+    bool mcomp, in_msg;
+    z_stream inf;
+    bool snct;
+    uint64_t got;
+    char why[160];
+} zrx;
+
+static int zrx_message(zrx *z)
+{
+    unsigned char out[SMALL + 64];
+    size_t olen;
+    if (z->mcomp) {
+        if (z->mlen + 4 > sizeof z->msg)
+            goto bad;
+        memcpy(z->msg + z->mlen, "\x00\x00\xff\xff", 4);
+        z->inf.next_in = z->msg;
+        z->inf.avail_in = (uInt)(z->mlen + 4);
+        z->inf.next_out = out;
+        z->inf.avail_out = sizeof out;
+        int r = inflate(&z->inf, Z_SYNC_FLUSH);
+        if ((r != Z_OK && r != Z_BUF_ERROR) || z->inf.avail_in != 0)
+            goto bad;
+        olen = sizeof out - z->inf.avail_out;
+        if (z->snct)
+            inflateReset(&z->inf);
+    } else {
+        if (z->mlen > sizeof out)
+            goto bad;
+        memcpy(out, z->msg, z->mlen);
+        olen = z->mlen;
+    }
+    if (olen != SMALL || memcmp(out, g_zmsg[z->got % Z_DISTINCT], SMALL) != 0)
+        goto bad;
+    z->got++;
+    z->mlen = 0;
+    z->in_msg = false;
+    return 0;
+bad:
+    snprintf(z->why, sizeof z->why, "compressed echo %" PRIu64 " differs", z->got);
+    return -1;
+}
+
+static int zrx_feed(zrx *z, const unsigned char *p, size_t n)
+{
+    if (z->len + n > z->cap) {
+        while (z->len + n > z->cap)
+            z->cap *= 2;
+        unsigned char *b = realloc(z->buf, z->cap);
+        if (b == NULL)
+            bench_die("out of memory");
+        z->buf = b;
+    }
+    memcpy(z->buf + z->len, p, n);
+    z->len += n;
+    size_t off = 0;
+    while (z->len - off >= 2) {
+        const unsigned char *f = z->buf + off;
+        size_t h = 2;
+        uint64_t plen = f[1] & 0x7f;
+        if (plen == 126) {
+            if (z->len - off < 4)
+                break;
+            plen = (uint64_t)f[2] << 8 | f[3];
+            h = 4;
+        } else if (plen == 127) {
+            snprintf(z->why, sizeof z->why, "a huge frame for a 64-byte message");
+            return -1;
+        }
+        if (z->len - off < h + plen)
+            break;
+        unsigned op = f[0] & 0x0f;
+        if (op != 1 && op != 0) {
+            snprintf(z->why, sizeof z->why, "unexpected opcode %u", op);
+            return -1;
+        }
+        if (!z->in_msg) {
+            z->in_msg = true;
+            z->mcomp = (f[0] & 0x40) != 0;
+            z->mlen = 0;
+        }
+        if (z->mlen + plen > sizeof z->msg - 4) {
+            snprintf(z->why, sizeof z->why, "message %" PRIu64 " too long", z->got);
+            return -1;
+        }
+        memcpy(z->msg + z->mlen, f + h, (size_t)plen);
+        z->mlen += (size_t)plen;
+        off += h + (size_t)plen;
+        if ((f[0] & 0x80) && zrx_message(z) != 0)
+            return -1;
+    }
+    memmove(z->buf, z->buf + off, z->len - off);
+    z->len -= off;
+    return 0;
+}
+
 static int run_z64(const server *s, uint64_t count, uint64_t deadline, double *secs,
                    const char **why)
 {
-    char url[96];
-    snprintf(url, sizeof url, "ws://%s/bench", s->addr);
-    nbio_ws_options o;
-    memset(&o, 0, sizeof o);
-    o.compress = true;
-    static const char *const protos[] = {"echo"};
-    o.protocols = protos;
-    o.num_protocols = 1;
-    nbio_session *c = nbio_ws_connect(url, NULL, &o);
-    if (c == NULL)
-        bench_die("out of memory");
-    static char errbuf[256];
-    int rc = ST_OK;
-    while (nbio_status(c) == NBIO_STATUS_ESTABLISHING) {
-        int r = nbio_drive(c);
-        if (r < 0 || past(deadline))
-            break;
-    }
-    if (nbio_status(c) != NBIO_STATUS_ESTABLISHED || !nbio_ws_compressed(c)) {
-        snprintf(errbuf, sizeof errbuf, "no compressed session: %s %s",
-                 nbio_errname(nbio_error(c)), nbio_detail(c));
+    z_prepare();
+    static char errbuf[400], ans[256];
+    wsc c;
+    if (wsc_open_ext(&c, s, "permessage-deflate; client_max_window_bits", ans, sizeof ans,
+                     why) != 0)
+        return ST_FAIL;
+    zparams zp;
+    if (z_parse(ans, &zp) != 0) {
+        snprintf(errbuf, sizeof errbuf, "permessage-deflate not agreed on ('%s')", ans);
         *why = errbuf;
-        nbio_free(c);
+        close(c.fd);
         return ST_FAIL;
     }
-    uint64_t sent = 0, got = 0;
-    char msg[SMALL + 1], want[SMALL + 1];
-    bool have_msg = false;
-    nbio_buf b = {msg, 0};
+    zstream zs = {0};
+    zrx z;
+    memset(&z, 0, sizeof z);
+    z.cap = RBUF;
+    z.buf = malloc(z.cap);
+    z.snct = zp.snct;
+    if (z.buf == NULL || inflateInit2(&z.inf, -15) != Z_OK)
+        bench_die("out of memory");
+    int rc = ST_OK;
+    if (z_build(&zs, count, &zp) != 0) {
+        *why = "zlib failed";
+        rc = ST_FAIL;
+        goto out;
+    }
+    size_t sent = 0;
     uint64_t t0 = bench_now_ns();
-    while (got < count) {
-        while (sent < count && sent - got < Z_INFLIGHT) {
-            if (!have_msg) {
-                b = (nbio_buf){msg, z_message(msg, sent)};
-                have_msg = true;
-            }
-            int r = nbio_ws_write(c, NBIO_WS_TEXT, &b);
-            if (r < 0) {
+    while (z.got < count) {
+        uint64_t upto = z.got + Z_INFLIGHT < count ? z.got + Z_INFLIGHT : count;
+        size_t lim = zs.end[upto - 1];
+        if (sent < lim) {
+            ssize_t n = send(c.fd, zs.data + sent, lim - sent, MSG_NOSIGNAL);
+            if (n > 0)
+                sent += (size_t)n;
+            else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+                *why = "send failed";
                 rc = ST_FAIL;
                 goto out;
             }
-            if (r != NBIO_DONE)
-                break;
-            have_msg = false;
-            sent++;
         }
-        nbio_ws_message m;
-        int r;
-        while ((r = nbio_ws_read(c, &m)) == NBIO_DATA) {
-            z_message(want, got);
-            if (m.type != NBIO_WS_TEXT || m.data.len != SMALL ||
-                memcmp(m.data.data, want, SMALL) != 0) {
-                snprintf(errbuf, sizeof errbuf, "compressed echo %" PRIu64 " differs", got);
+        ssize_t n = recv(c.fd, g_rbuf, RBUF, 0);
+        if (n > 0) {
+            if (zrx_feed(&z, g_rbuf, (size_t)n) != 0) {
+                snprintf(errbuf, sizeof errbuf, "%s", z.why);
                 *why = errbuf;
                 rc = ST_FAIL;
                 goto out;
             }
-            got++;
-        }
-        if (r < 0) {
+        } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+            *why = n == 0 ? "closed by the server" : "recv failed";
             rc = ST_FAIL;
             goto out;
         }
@@ -820,14 +1046,11 @@ static int run_z64(const server *s, uint64_t count, uint64_t deadline, double *s
     }
     *secs = (double)(bench_now_ns() - t0) / 1e9;
 out:
-    if (rc == ST_FAIL && *why == NULL) {
-        snprintf(errbuf, sizeof errbuf, "%s: %s", nbio_errname(nbio_error(c)), nbio_detail(c));
-        *why = errbuf;
-    }
-    (void)nbio_ws_close(c, 1000, "");
-    for (int i = 0; i < 1000 && nbio_close(c) == NBIO_PENDING; i++)
-        usleep(100);
-    nbio_free(c);
+    wsc_close(&c);
+    inflateEnd(&z.inf);
+    free(z.buf);
+    free(zs.data);
+    free(zs.end);
     return rc;
 }
 
@@ -995,5 +1218,6 @@ int main(int argc, char **argv)
     free(g_base);
     free(g_masked);
     free(g_rbuf);
+    free(g_zmsg);
     return rc;
 }
