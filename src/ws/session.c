@@ -137,7 +137,8 @@ static int queue_close(nbio__ws *w, unsigned code, const char *reason)
         size_t rl = reason != NULL ? strlen(reason) : 0;
         if (rl > 123)
             rl = 123;
-        memcpy(p + 2, reason, rl);
+        if (rl > 0)
+            memcpy(p + 2, reason, rl);
         n += rl;
     }
     w->close_sent = true;
