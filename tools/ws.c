@@ -7,11 +7,12 @@
  * handshake (1000), keeps printing what still arrives until the peer's
  * close, and exits 0 when that close carried 1000.
  *
- * The session drops the messages that arrive after our close frame (its
- * closing handshake reads up to the peer's close and discards what comes
- * before it), so at the end of input the close waits until nothing moved
- * either way for QUIET_MS: the answers to the last lines (an echo of a
- * large message, say) are printed first.
+ * nbio_ws_close() sends our close frame and reads go on handing out what
+ * the peer sent before its own close, so all of that is printed. But a
+ * peer stops sending once our close arrives: an answer it had not started
+ * yet (a Python server still decoding a 10 MB line) would never come. So
+ * at the end of input the close waits until nothing moved either way for
+ * QUIET_MS (pongs do not count).
  *
  * Standard input is read only when poll() says it is readable, and the
  * session is served meanwhile; with nothing to do the loop sleeps in
@@ -34,8 +35,7 @@
 #define READS_PER_LOOP 64
 #define WAIT_MS 100            /* longest sleep: timers (pings, handshake) run in drive */
 #define CLOSE_WAIT_MS 10000    /* our close is out: the peer's must come within this */
-#define QUIET_MS 50            /* end of input: close once nothing moved for this long
-                                  (what the peer sends before its close is still read) */
+#define QUIET_MS 300           /* end of input: close once nothing moved for this long */
 #define DEFAULT_MAX_MESSAGE ((size_t)16 << 20) /* the session's default */
 
 typedef struct ws_state {

@@ -222,6 +222,14 @@ class PyWsServer:
         self.port = self.server.sockets[0].getsockname()[1]
         self.url = "ws://127.0.0.1:%d/chat?room=1" % self.port
 
+    def wait_closes(self, n, timeout=10.0):
+        """The close codes seen, once n connections ended (the handler runs
+        its end a moment after the client is gone)."""
+        deadline = time.monotonic() + timeout
+        while len(self.close_codes) < n and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self.close_codes
+
     def close(self):
         async def stop():
             self.server.close()
@@ -251,7 +259,7 @@ def test_nbio_client(nbio):
             check(srv.received == texts, "the server received other text messages (%d of %d)"
                   % (len(srv.received), len(texts)))
             check(srv.deflate == [want], "deflate agreed %r, expected %s" % (srv.deflate, want))
-            check(srv.close_codes == [1000], "the server saw close codes %r" % srv.close_codes)
+            check(srv.wait_closes(1) == [1000], "the server saw close codes %r" % srv.close_codes)
             # binary lines
             srv.received.clear()
             srv.close_codes.clear()
@@ -263,7 +271,7 @@ def test_nbio_client(nbio):
                   % (len(r.stdout), len(inp)))
             check(srv.received == bins, "the server received other binary messages")
             check(all(isinstance(m, bytes) for m in srv.received), "--binary sent text messages")
-            check(srv.close_codes == [1000], "the server saw close codes %r" % srv.close_codes)
+            check(srv.wait_closes(1) == [1000], "the server saw close codes %r" % srv.close_codes)
             check(not srv.errors, "server handler errors: %r" % srv.errors)
             step("nbio ws%s -> websockets server (compression=%s): %d sizes text and binary "
                  "byte-exact, close 1000, %.1f s; deflate agreed: %s"
@@ -278,7 +286,7 @@ def test_nbio_client(nbio):
           % (r.stdout, r.stderr))
     r = nbio_ws(nbio, [srv.url], b"")
     check(r.returncode == 0 and r.stdout == b"", "empty input: %r %r" % (r.stdout, r.stderr))
-    check(srv.close_codes[-1] == 1000, "empty input: close %r" % srv.close_codes)
+    check(srv.wait_closes(2)[-1:] == [1000], "empty input: close %r" % srv.close_codes)
     srv.close()
     step("nbio ws: a last line without newline, empty input: fine")
 
