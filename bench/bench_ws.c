@@ -996,6 +996,8 @@ static int run_z64(const server *s, uint64_t count, uint64_t deadline, double *s
         close(c.fd);
         return ST_FAIL;
     }
+    if (g_a.verbose)
+        printf("  the server answered: Sec-WebSocket-Extensions:%s\n", ans);
     zstream zs = {0};
     zrx z;
     memset(&z, 0, sizeof z);
