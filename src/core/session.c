@@ -220,6 +220,24 @@ int nbio_read(nbio_session *s, nbio_buf *out)
     return r == NBIO_IDLE ? est : r;
 }
 
+int nbio__typed_read(nbio_session *s, const nbio__vtable *vt,
+                     int (*read)(nbio_session *s, void *out), void *out)
+{
+    if (s == NULL || out == NULL)
+        return NBIO_EINVAL;
+    if (s->vt != vt)
+        return NBIO_EUNSUPPORTED;
+    nbio__touch(s);
+    if (s->error != 0 || s->read_end != 0)
+        return s->error != 0 ? s->error : s->read_end;
+    if (s->inner != NULL && s->phase == NBIO__ESTABLISHING) {
+        int r = nbio__settle(s, nbio__chain_establish(s));
+        if (r < 0 || s->phase == NBIO__ESTABLISHING)
+            return r;
+    }
+    return nbio__settle(s, read(s, out));
+}
+
 int nbio_write(nbio_session *s, nbio_buf *buf)
 {
     if (s == NULL || buf == NULL || (buf->data == NULL && buf->len != 0))

@@ -186,6 +186,11 @@ int nbio__send_queued(nbio_session *s, struct nbio__bytes *q, bool all, bool *wr
 /* The interest of s: its own composed with its inner's. */
 unsigned nbio__chain_interest(const nbio_session *s);
 
+/* A layer's typed read (nbio_http_read_request, nbio_ws_read...): the
+ * checks of nbio_read() around read(s, out), for sessions of vtable vt. */
+int nbio__typed_read(nbio_session *s, const nbio__vtable *vt,
+                     int (*read)(nbio_session *s, void *out), void *out);
+
 /* One drive of s without progressing its goodbye: the layer's
  * establishment, its own drive, then its inner session's drive. */
 int nbio__drive_step(nbio_session *s);

@@ -411,6 +411,8 @@ static int at_eof(nbio__http *h)
 {
     nbio_session *s = &h->base;
     unsigned left = queued_requests(h);
+    if (h->state == R_BODY && h->m.kind == NBIO__BODY_CLOSE)
+        return 1; /* examine() ends the body now */
     if (h->state == R_HEAD && h->m.in.len == 0) {
         if (left == 0)
             return nbio__fail_from(s, s->inner, NBIO_EPEERCLOSED);
@@ -418,21 +420,7 @@ static int at_eof(nbio__http *h)
                           "HTTP: the server closed the connection with %u request%s unanswered",
                           left, left == 1 ? "" : "s");
     }
-    if (h->state == R_HEAD)
-        return nbio__fail(s, NBIO_ETRUNCATED,
-                          "HTTP: closed by peer inside a response head (%zu bytes)", h->m.in.len);
-    if (h->m.kind == NBIO__BODY_LENGTH) {
-        uint64_t got = h->opt.stream_body ? h->m.received + h->m.in.len
-                                          : (uint64_t)(h->m.in.len - h->m.head_len);
-        return nbio__fail(s, NBIO_ETRUNCATED,
-                          "HTTP: closed by peer inside a response body (got %" PRIu64
-                          " of %" PRIu64 " bytes)",
-                          got, h->m.length);
-    }
-    return nbio__fail(s, NBIO_ETRUNCATED,
-                      "HTTP: closed by peer inside a chunked response body (got %" PRIu64
-                      " bytes)",
-                      h->m.received);
+    return nbio__msgin_truncated(&h->m, s, "response", h->state == R_BODY);
 }
 
 /* One step on what the buffer holds. Returns 1 (out filled), 0 (more
@@ -491,59 +479,39 @@ static int examine(nbio__http *h, nbio_http_response *out)
     }
 }
 
+static int ops_examine(nbio_session *s, void *out)
+{
+    return examine((nbio__http *)s, out);
+}
+
+static int ops_at_eof(nbio_session *s)
+{
+    return at_eof((nbio__http *)s);
+}
+
+static const nbio__msgin_ops client_ops = {ops_examine, ops_at_eof, NULL, NULL};
+
 static int http_read_response(nbio_session *s, nbio_http_response *out)
 {
     nbio__http *h = (nbio__http *)s;
-    nbio__msgin_release(&h->m);
-    bool got_bytes = false;
-    for (;;) {
-        int r = examine(h, out);
-        if (r != 0) {
-            h->examine = nbio__msgin_pending(&h->m);
-            return r < 0 ? r : NBIO_DATA;
-        }
-        h->examine = false;
-        /* Nothing to hand out: queued requests go now, in one send. */
-        if (h->out.len > 0 && (r = flush_out(h, NULL)) < 0)
-            return r;
-        if (h->m.inner_eof) {
-            if (h->state == R_BODY && h->m.kind == NBIO__BODY_CLOSE)
-                continue; /* examine() ends the body now */
-            return at_eof(h);
-        }
-        if (got_bytes)
-            return NBIO_ACTIVE;
-        long n = nbio__msgin_fill(&h->m, s->inner);
-        if (n == NBIO_ENOMEM)
-            return nbio__fail(s, NBIO_ENOMEM, "HTTP read buffer: out of memory");
-        if (n < 0)
-            return nbio__fail_from(s, s->inner, (int)n);
-        if (n == 0)
-            return NBIO_IDLE;
-        if (n != NBIO_ACTIVE || !h->m.inner_eof) {
-            h->got_any = true;
-            got_bytes = true;
-        }
-    }
+    return nbio__msgin_read(&h->m, s, &h->out, &client_ops, out, &h->examine, &h->got_any);
+}
+
+static int typed_read(nbio_session *s, void *out)
+{
+    return http_read_response(s, out);
+}
+
+static int exchange_read(nbio_session *s, void *out)
+{
+    return nbio__http_exchange_read(s, out);
 }
 
 int nbio_http_read_response(nbio_session *s, nbio_http_response *out)
 {
-    if (s == NULL || out == NULL)
-        return NBIO_EINVAL;
-    nbio__touch(s);
-    if (s->error != 0 || s->read_end != 0)
-        return s->error != 0 ? s->error : s->read_end;
     if (nbio__http_is_exchange(s))
-        return nbio__settle(s, nbio__http_exchange_read(s, out));
-    if (s->vt != &http_vtable)
-        return NBIO_EUNSUPPORTED;
-    if (s->phase == NBIO__ESTABLISHING) {
-        int r = nbio__settle(s, nbio__chain_establish(s));
-        if (r < 0 || s->phase == NBIO__ESTABLISHING)
-            return r;
-    }
-    return nbio__settle(s, http_read_response(s, out));
+        return nbio__typed_read(s, s->vt, exchange_read, out);
+    return nbio__typed_read(s, &http_vtable, typed_read, out);
 }
 
 unsigned nbio_http_unanswered(const nbio_session *s)

@@ -1,4 +1,5 @@
 /* Reading HTTP messages: heads, whole bodies, streamed parts. */
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -222,4 +223,63 @@ long nbio__msgin_fill(nbio__msgin *m, nbio_session *inner)
     else if (n == 0 && m->in.len == 0)
         nbio__bytes_shrink(&m->in);
     return n;
+}
+
+int nbio__msgin_read(nbio__msgin *m, nbio_session *s, nbio__bytes *queued,
+                     const nbio__msgin_ops *ops, void *out, bool *examine, bool *got_any)
+{
+    nbio__msgin_release(m);
+    bool got_bytes = false;
+    for (;;) {
+        int r = ops->examine(s, out);
+        if (r != 0) {
+            *examine = nbio__msgin_pending(m);
+            return r < 0 ? r : NBIO_DATA;
+        }
+        *examine = false;
+        /* Nothing to hand out: what was written meanwhile goes now. */
+        if (queued->len > 0 && (r = nbio__send_queued(s, queued, true, NULL)) < 0)
+            return r;
+        if (ops->done != NULL && ops->done(s))
+            return got_bytes ? NBIO_ACTIVE : NBIO_IDLE;
+        if (m->inner_eof) {
+            if ((r = ops->at_eof(s)) == 1)
+                continue;
+            return r;
+        }
+        if (got_bytes)
+            return NBIO_ACTIVE;
+        bool was_empty = m->in.len == 0;
+        long n = nbio__msgin_fill(m, s->inner);
+        if (n == NBIO_ENOMEM)
+            return nbio__fail(s, NBIO_ENOMEM, "HTTP read buffer: out of memory");
+        if (n < 0)
+            return nbio__fail_from(s, s->inner, (int)n);
+        if (n == 0)
+            return NBIO_IDLE;
+        if (m->inner_eof && n == NBIO_ACTIVE)
+            continue; /* the end of the stream: examined next */
+        if (was_empty && ops->began != NULL)
+            ops->began(s);
+        if (got_any != NULL)
+            *got_any = true;
+        got_bytes = true;
+    }
+}
+
+int nbio__msgin_truncated(nbio__msgin *m, nbio_session *s, const char *what, bool in_body)
+{
+    if (!in_body)
+        return nbio__fail(s, NBIO_ETRUNCATED, "HTTP: closed by peer inside a %s head (%zu bytes)",
+                          what, m->in.len);
+    if (m->kind == NBIO__BODY_LENGTH) {
+        uint64_t got = m->stream ? m->received + m->in.len : (uint64_t)(m->in.len - m->head_len);
+        return nbio__fail(s, NBIO_ETRUNCATED,
+                          "HTTP: closed by peer inside a %s body (got %" PRIu64 " of %" PRIu64
+                          " bytes)",
+                          what, got, m->length);
+    }
+    return nbio__fail(s, NBIO_ETRUNCATED,
+                      "HTTP: closed by peer inside a chunked %s body (got %" PRIu64 " bytes)", what,
+                      m->received);
 }

@@ -83,6 +83,33 @@ int nbio__msgin_trailers(nbio__msgin *m, nbio_http_slice t, const char **why);
  * of inner; its end of stream sets inner_eof and returns NBIO_ACTIVE. */
 long nbio__msgin_fill(nbio__msgin *m, nbio_session *inner);
 
+/* What a session plugs into nbio__msgin_read(). */
+typedef struct nbio__msgin_ops {
+    /* One step on what is buffered: 1 (out filled), 0 (more bytes needed),
+     * or an error. */
+    int (*examine)(nbio_session *s, void *out);
+    /* Nothing to hand out and the byte session ended: 1 to examine again
+     * (a body that ends with the stream), or the error to report. */
+    int (*at_eof)(nbio_session *s);
+    /* May be NULL: true when the session reads no more messages. */
+    bool (*done)(const nbio_session *s);
+    /* May be NULL: bytes arrived into an empty buffer (a message began). */
+    void (*began)(nbio_session *s);
+} nbio__msgin_ops;
+
+/* The read loop of the HTTP sessions: examines what is buffered; when
+ * nothing can be handed out, sends the session's queued output first (a
+ * burst of answers or requests leaves in one send), then reports the end
+ * of the stream or reads more. *examine is set when bytes wait unexamined
+ * after a hand-out; *got_any (may be NULL) when bytes arrived. Returns
+ * NBIO_DATA, NBIO_ACTIVE, NBIO_IDLE, or an error. */
+int nbio__msgin_read(nbio__msgin *m, nbio_session *s, nbio__bytes *queued,
+                     const nbio__msgin_ops *ops, void *out, bool *examine, bool *got_any);
+
+/* The byte session ended inside a message: fails s with NBIO_ETRUNCATED
+ * naming what ("request", "response") and, in a body, how far it got. */
+int nbio__msgin_truncated(nbio__msgin *m, nbio_session *s, const char *what, bool in_body);
+
 /* True when bytes wait that no read looked at. */
 static inline bool nbio__msgin_pending(const nbio__msgin *m)
 {

@@ -314,78 +314,48 @@ static int examine(nbio__hsrv *h, nbio_http_incoming *out)
 }
 
 /* The byte session ended: what that means where we are. */
-static int at_eof(nbio__hsrv *h)
+static int ops_at_eof(nbio_session *s)
 {
-    nbio_session *s = &h->base;
+    nbio__hsrv *h = (nbio__hsrv *)s;
     if (h->state != S_BODY && h->m.in.len == 0)
         return nbio__fail_from(s, s->inner, NBIO_EPEERCLOSED);
-    if (h->state != S_BODY)
-        return nbio__fail(s, NBIO_ETRUNCATED,
-                          "HTTP: closed by peer inside a request head (%zu bytes)", h->m.in.len);
-    if (h->m.kind == NBIO__BODY_LENGTH) {
-        uint64_t got = h->opt.stream_body ? h->m.received + h->m.in.len
-                                          : (uint64_t)(h->m.in.len - h->m.head_len);
-        return nbio__fail(s, NBIO_ETRUNCATED,
-                          "HTTP: closed by peer inside a request body (got %" PRIu64
-                          " of %" PRIu64 " bytes)",
-                          got, h->m.length);
-    }
-    return nbio__fail(s, NBIO_ETRUNCATED,
-                      "HTTP: closed by peer inside a chunked request body (got %" PRIu64 " bytes)",
-                      h->m.received);
+    return nbio__msgin_truncated(&h->m, s, "request", h->state == S_BODY);
 }
+
+static int ops_examine(nbio_session *s, void *out)
+{
+    return examine((nbio__hsrv *)s, out);
+}
+
+/* No more requests after a closing answer: the caller closes. */
+static bool ops_done(const nbio_session *s)
+{
+    return ((const nbio__hsrv *)s)->state == S_CLOSED;
+}
+
+static void ops_began(nbio_session *s)
+{
+    nbio__hsrv *h = (nbio__hsrv *)s;
+    if (h->state == S_HEAD)
+        h->t_head = nbio_now_ms();
+}
+
+static const nbio__msgin_ops server_ops = {ops_examine, ops_at_eof, ops_done, ops_began};
 
 static int hsrv_read_request(nbio_session *s, nbio_http_incoming *out)
 {
     nbio__hsrv *h = (nbio__hsrv *)s;
-    nbio__msgin_release(&h->m);
-    bool got_bytes = false;
-    for (;;) {
-        int r = examine(h, out);
-        if (r != 0) {
-            h->examine = nbio__msgin_pending(&h->m);
-            return r < 0 ? r : NBIO_DATA;
-        }
-        h->examine = false;
-        /* Nothing to hand out: the answers written meanwhile go now, in
-         * one send. */
-        if (h->out.len > 0 && (r = flush_out(h, NULL)) < 0)
-            return r;
-        if (h->state == S_CLOSED) /* no more requests: the caller closes */
-            return got_bytes ? NBIO_ACTIVE : NBIO_IDLE;
-        if (h->m.inner_eof)
-            return at_eof(h);
-        if (got_bytes)
-            return NBIO_ACTIVE;
-        bool was_empty = h->m.in.len == 0;
-        long n = nbio__msgin_fill(&h->m, s->inner);
-        if (n == NBIO_ENOMEM)
-            return nbio__fail(s, NBIO_ENOMEM, "HTTP read buffer: out of memory");
-        if (n < 0)
-            return nbio__fail_from(s, s->inner, (int)n);
-        if (n == 0)
-            return NBIO_IDLE;
-        if (was_empty && h->state == S_HEAD && h->m.in.len > 0)
-            h->t_head = nbio_now_ms();
-        got_bytes = true;
-    }
+    return nbio__msgin_read(&h->m, s, &h->out, &server_ops, out, &h->examine, NULL);
+}
+
+static int typed_read(nbio_session *s, void *out)
+{
+    return hsrv_read_request(s, out);
 }
 
 int nbio_http_read_request(nbio_session *s, nbio_http_incoming *out)
 {
-    if (s == NULL || out == NULL)
-        return NBIO_EINVAL;
-    if (s->vt != &hsrv_vtable)
-        return NBIO_EUNSUPPORTED;
-    nbio__touch(s);
-    if (s->error != 0 || s->read_end != 0)
-        return s->error != 0 ? s->error : s->read_end;
-    if (s->phase == NBIO__ESTABLISHING) {
-        int r = nbio__settle(s, nbio__chain_establish(s));
-        if (r < 0 || s->phase == NBIO__ESTABLISHING)
-            return r;
-    }
-    return nbio__settle(s, hsrv_read_request(s, out));
+    return nbio__typed_read(s, &hsrv_vtable, typed_read, out);
 }
 
 /* ---- writing responses ------------------------------------------------------ */

@@ -638,21 +638,14 @@ static int ws_read_msg(nbio_session *s, nbio_ws_message *m)
     }
 }
 
+static int typed_read(nbio_session *s, void *m)
+{
+    return ws_read_msg(s, m);
+}
+
 int nbio_ws_read(nbio_session *s, nbio_ws_message *m)
 {
-    if (s == NULL || m == NULL)
-        return NBIO_EINVAL;
-    if (s->vt != &ws_vtable)
-        return NBIO_EUNSUPPORTED;
-    nbio__touch(s);
-    if (s->error != 0 || s->read_end != 0)
-        return s->error != 0 ? s->error : s->read_end;
-    if (s->phase == NBIO__ESTABLISHING) {
-        int r = nbio__settle(s, nbio__chain_establish(s));
-        if (r < 0 || s->phase == NBIO__ESTABLISHING)
-            return r;
-    }
-    return nbio__settle(s, ws_read_msg(s, m));
+    return nbio__typed_read(s, &ws_vtable, typed_read, m);
 }
 
 /* ---- writing messages ---------------------------------------------------------- */
