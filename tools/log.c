@@ -46,7 +46,8 @@ void cli_log_tick(cli_log *l, bool force)
     if (!force && now - l->window_start < 1000)
         return;
     char line[160];
-    int n = snprintf(line, sizeof line, "%s: %lu log lines suppressed\n", l->prefix,
+    int n = snprintf(line, sizeof line, "%s%s%lu log lines suppressed\n",
+                     l->prefix != NULL ? l->prefix : "", l->prefix != NULL ? ": " : "",
                      l->suppressed);
     l->suppressed = 0;
     l->window_start = now;
@@ -71,11 +72,13 @@ void cli_log_line(cli_log *l, const char *fmt, ...)
     char line[512];
     int off = 0;
     if (l->suppressed > 0) {
-        off = snprintf(line, sizeof line, "%s: %lu log lines suppressed\n", l->prefix,
+        off = snprintf(line, sizeof line, "%s%s%lu log lines suppressed\n",
+                       l->prefix != NULL ? l->prefix : "", l->prefix != NULL ? ": " : "",
                        l->suppressed);
         l->suppressed = 0;
     }
-    off += snprintf(line + off, sizeof line - (size_t)off, "%s: ", l->prefix);
+    if (l->prefix != NULL)
+        off += snprintf(line + off, sizeof line - (size_t)off, "%s: ", l->prefix);
     va_list ap;
     va_start(ap, fmt);
     int m = vsnprintf(line + off, sizeof line - (size_t)off - 1, fmt, ap);

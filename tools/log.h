@@ -26,14 +26,16 @@ typedef struct cli_log {
     unsigned long dropped; /* lost to a full pipe */
 } cli_log;
 
-/* Sets up a log on f (stderr when NULL). */
+/* Sets up a log on f (stderr when NULL). prefix NULL: lines go out as
+ * given (an access log). */
 void cli_log_init(cli_log *l, FILE *f, const char *prefix, int burst);
 
 /* Says how many lines were suppressed, once their second is over (or at
  * once with force). Cheap: call it every loop step, and with force at exit. */
 void cli_log_tick(cli_log *l, bool force);
 
-/* Logs "PREFIX: MESSAGE\n" unless over the rate; never blocks. */
+/* Logs "PREFIX: MESSAGE\n" (or "MESSAGE\n") unless over the rate; never
+ * blocks. */
 void cli_log_line(cli_log *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #endif

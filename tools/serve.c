@@ -1490,7 +1490,7 @@ int cli_serve(int argc, char **argv)
     cli_install_stop_handlers();
     signal(SIGPIPE, SIG_IGN); /* a log reader that went away must not kill the server */
     cli_log_init(&srv->log, stderr, "nbio serve", ERROR_BURST);
-    cli_log_init(&srv->access, stderr, "nbio serve", ACCESS_BURST);
+    cli_log_init(&srv->access, stderr, NULL, ACCESS_BURST); /* bare access lines */
     printf("listening on %s\n", srv->address);
     fflush(stdout);
     rc = CLI_EXIT_OK;

@@ -82,7 +82,7 @@ class Serve:
     def access(self):
         """Access-log lines: (client, method, target, status, bytes)."""
         out = []
-        for m in re.finditer(r'^nbio serve: (\S+) "(\S+) (\S+) HTTP/1\.\d" (\d{3}) (\d+)$',
+        for m in re.finditer(r'^(\S+) "(\S+) (\S+) HTTP/1\.\d" (\d{3}) (\d+)$',
                              self.stderr(), re.M):
             out.append((m.group(1), m.group(2), m.group(3), int(m.group(4)), int(m.group(5))))
         return out
@@ -621,7 +621,7 @@ def test_refusals(nbio, root):
     check(st == 200 and body == SMALL, "the server serves after the refusals")
     refusals = [l for l in srv.access() if l[1] == "-"]
     check(len(refusals) == 0, "a refusal logged as a request: %r" % refusals)
-    logged = re.findall(r'^nbio serve: \S+ "-" (\d{3}) 0$', srv.stderr(), re.M)
+    logged = re.findall(r'^\S+ "-" (\d{3}) 0$', srv.stderr(), re.M)
     check(len(logged) >= len(cases), "refusals in the access log: %d of %d (%s)"
           % (len(logged), len(cases), srv.stderr()[-2000:]))
     check(srv.stop() == 0, "exit status after SIGTERM")
