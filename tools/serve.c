@@ -1435,6 +1435,7 @@ int cli_serve(int argc, char **argv)
     srv->quiet = quiet;
     nbio_http_server_options_init(&srv->hopt);
     srv->hopt.max_body = max_body;
+    srv->hopt.release_buffers = true; /* idle keep-alive connections hold no buffers */
     char err[400];
     int rc = CLI_EXIT_FAIL;
 

@@ -59,6 +59,10 @@ typedef struct nbio_http_server_options {
     size_t read_buffer_size;  /**< first size of the read buffer (default 16 KiB) */
     size_t write_buffer_size; /**< responses queued beyond this wait: a write returns
                                    NBIO_PENDING (default 256 KiB) */
+    bool release_buffers;     /**< between requests, with nothing buffered, give the read
+                                   buffer, the header arrays and the write queue back
+                                   (a few KiB per idle keep-alive connection instead of
+                                   ~16 KiB; costs an allocation per request burst) */
 } nbio_http_server_options;
 
 /** Fills o with the defaults. */

@@ -14,11 +14,28 @@ int nbio__msgin_init(nbio__msgin *m, bool is_request, bool stream, uint64_t max_
     m->max_body = max_body;
     m->lim = *lim;
     m->in.base = read_buffer_size;
-    m->hdrs = calloc(2 * lim->max_headers, sizeof *m->hdrs);
-    if (m->hdrs == NULL)
-        return NBIO_ENOMEM;
-    m->trls = m->hdrs + lim->max_headers;
     return 0;
+}
+
+/* The header arrays, allocated when a head is parsed. */
+static int ensure_hdrs(nbio__msgin *m)
+{
+    if (m->hdrs == NULL) {
+        m->hdrs = calloc(2 * m->lim.max_headers, sizeof *m->hdrs);
+        if (m->hdrs == NULL)
+            return NBIO_ENOMEM;
+        m->trls = m->hdrs + m->lim.max_headers;
+    }
+    return 0;
+}
+
+void nbio__msgin_idle(nbio__msgin *m)
+{
+    if (m->in.len == 0 && m->handed == 0) {
+        nbio__bytes_free(&m->in);
+        free(m->hdrs);
+        m->hdrs = m->trls = NULL;
+    }
 }
 
 void nbio__msgin_free(nbio__msgin *m)
@@ -49,6 +66,10 @@ int nbio__msgin_head(nbio__msgin *m, const char **why, size_t *where)
 {
     if (m->in.len == 0)
         return 0;
+    if (ensure_hdrs(m) != 0) {
+        *why = "out of memory for the header fields";
+        return NBIO_ENOMEM;
+    }
     int r = parse_head(m, (const char *)nbio__bytes_peek(&m->in), m->in.len, m->scanned, why,
                        where);
     if (r <= 0) {

@@ -39,11 +39,15 @@ typedef struct nbio__msgin {
     nbio__chunked ch;
 } nbio__msgin;
 
-/* Sets up the buffers: max_headers entries for headers and for trailers.
- * Returns 0 or NBIO_ENOMEM. */
+/* Sets up the reader; the buffers (the read buffer, max_headers entries
+ * for headers and for trailers) come with the first bytes. Returns 0. */
 int nbio__msgin_init(nbio__msgin *m, bool is_request, bool stream, uint64_t max_body,
                      const nbio__http_limits *lim, size_t read_buffer_size);
 void nbio__msgin_free(nbio__msgin *m);
+
+/* Between messages, with nothing buffered: gives the read buffer and the
+ * header arrays back (they come again with the next bytes). */
+void nbio__msgin_idle(nbio__msgin *m);
 
 /* Drops what was handed out last. */
 void nbio__msgin_release(nbio__msgin *m);

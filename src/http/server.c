@@ -345,7 +345,13 @@ static const nbio__msgin_ops server_ops = {ops_examine, ops_at_eof, ops_done, op
 static int hsrv_read_request(nbio_session *s, nbio_http_incoming *out)
 {
     nbio__hsrv *h = (nbio__hsrv *)s;
-    return nbio__msgin_read(&h->m, s, &h->out, &server_ops, out, &h->examine, NULL);
+    int r = nbio__msgin_read(&h->m, s, &h->out, &server_ops, out, &h->examine, NULL);
+    if (r == NBIO_IDLE && h->opt.release_buffers && h->state == S_HEAD && h->owed.len == 0) {
+        nbio__msgin_idle(&h->m); /* an idle keep-alive connection holds no buffers */
+        if (h->out.len == 0)
+            nbio__bytes_free(&h->out);
+    }
+    return r;
 }
 
 static int typed_read(nbio_session *s, void *out)
