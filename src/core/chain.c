@@ -137,3 +137,10 @@ int nbio__send_queued(nbio_session *s, nbio__bytes *q, bool all, bool *wrote)
     nbio__bytes_shrink(q); /* a burst grew it: give it back */
     return NBIO_DONE;
 }
+
+int nbio__drive_queued(nbio_session *s, nbio__bytes *q)
+{
+    bool wrote = false;
+    int r = nbio__send_queued(s, q, true, &wrote);
+    return r < 0 ? r : wrote ? NBIO_ACTIVE : NBIO_IDLE;
+}

@@ -238,17 +238,13 @@ int nbio__typed_read(nbio_session *s, const nbio__vtable *vt,
     return nbio__settle(s, read(s, out));
 }
 
-int nbio_write(nbio_session *s, nbio_buf *buf)
+int nbio__write_prologue(nbio_session *s)
 {
-    if (s == NULL || buf == NULL || (buf->data == NULL && buf->len != 0))
-        return NBIO_EINVAL;
     nbio__touch(s);
     if (s->error != 0)
         return s->error;
     if (s->wside != NBIO__W_OPEN)
         return NBIO_ECLOSED;
-    if (s->vt->write == NULL)
-        return NBIO_EUNSUPPORTED;
     if (s->inner != NULL && s->phase == NBIO__ESTABLISHING) {
         int r = nbio__settle(s, nbio__chain_establish(s));
         if (r < 0)
@@ -256,6 +252,18 @@ int nbio_write(nbio_session *s, nbio_buf *buf)
         if (s->phase == NBIO__ESTABLISHING && !s->vt->writes_while_establishing)
             return NBIO_PENDING;
     }
+    return 1;
+}
+
+int nbio_write(nbio_session *s, nbio_buf *buf)
+{
+    if (s == NULL || buf == NULL || (buf->data == NULL && buf->len != 0))
+        return NBIO_EINVAL;
+    int r = nbio__write_prologue(s);
+    if (r != 1)
+        return r;
+    if (s->vt->write == NULL)
+        return NBIO_EUNSUPPORTED;
     /* An empty buffer still goes to the layer: an empty message is a message. */
     return nbio__settle(s, s->vt->write(s, buf));
 }

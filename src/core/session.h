@@ -183,6 +183,10 @@ int nbio__chain_goodbye(nbio_session *s);
 struct nbio__bytes;
 int nbio__send_queued(nbio_session *s, struct nbio__bytes *q, bool all, bool *wrote);
 
+/* A layer's drive that sends its queue q (all it takes): NBIO_ACTIVE when
+ * bytes went out, NBIO_IDLE, or an error. */
+int nbio__drive_queued(nbio_session *s, struct nbio__bytes *q);
+
 /* The interest of s: its own composed with its inner's. */
 unsigned nbio__chain_interest(const nbio_session *s);
 
@@ -190,6 +194,12 @@ unsigned nbio__chain_interest(const nbio_session *s);
  * checks of nbio_read() around read(s, out), for sessions of vtable vt. */
 int nbio__typed_read(nbio_session *s, const nbio__vtable *vt,
                      int (*read)(nbio_session *s, void *out), void *out);
+
+/* The checks of nbio_write() before a layer's write (also for typed writes
+ * such as nbio_ws_write): 1 to go on, NBIO_PENDING while establishing
+ * (unless the layer takes writes then), NBIO_ECLOSED after shutdown, or the
+ * session's error. */
+int nbio__write_prologue(nbio_session *s);
 
 /* One drive of s without progressing its goodbye: the layer's
  * establishment, its own drive, then its inner session's drive. */

@@ -407,12 +407,6 @@ static int exchange_read(nbio_session *s, nbio_buf *out)
     return n;
 }
 
-static int exchange_write(nbio_session *s, nbio_buf *buf)
-{
-    (void)s, (void)buf;
-    return NBIO_EUNSUPPORTED;
-}
-
 static unsigned exchange_interest(const nbio_session *s)
 {
     const nbio__exchange *x = (const nbio__exchange *)s;
@@ -443,7 +437,6 @@ static void exchange_free(nbio_session *s)
 static const nbio__vtable exchange_vtable = {
     .kind = "http-exchange",
     .read = exchange_read,
-    .write = exchange_write,
     .free = exchange_free,
     .fd = exchange_fd,
     .interest = exchange_interest,

@@ -549,20 +549,9 @@ static int http_read(nbio_session *s, nbio_buf *out)
     return n;
 }
 
-static int http_write(nbio_session *s, nbio_buf *buf)
-{
-    (void)buf;
-    (void)s;
-    return NBIO_EUNSUPPORTED;
-}
-
 static int http_drive(nbio_session *s)
 {
-    bool wrote = false;
-    int r = flush_out((nbio__http *)s, &wrote);
-    if (r < 0)
-        return r;
-    return wrote ? NBIO_ACTIVE : NBIO_IDLE;
+    return nbio__drive_queued(s, &((nbio__http *)s)->out);
 }
 
 static int http_flush(nbio_session *s)
@@ -595,7 +584,6 @@ static const nbio__vtable http_vtable = {
     .writes_while_establishing = true,
     .drive = http_drive,
     .read = http_read,
-    .write = http_write,
     .flush = http_flush,
     .free = http_free,
     .interest = http_interest,

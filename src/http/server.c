@@ -570,17 +570,9 @@ static int hsrv_read(nbio_session *s, nbio_buf *out)
     return n;
 }
 
-static int hsrv_write(nbio_session *s, nbio_buf *buf)
-{
-    (void)s, (void)buf;
-    return NBIO_EUNSUPPORTED;
-}
-
 static int hsrv_drive(nbio_session *s)
 {
-    bool wrote = false;
-    int r = flush_out((nbio__hsrv *)s, &wrote);
-    return r < 0 ? r : wrote ? NBIO_ACTIVE : NBIO_IDLE;
+    return nbio__drive_queued(s, &((nbio__hsrv *)s)->out);
 }
 
 static int hsrv_flush(nbio_session *s)
@@ -607,7 +599,6 @@ static const nbio__vtable hsrv_vtable = {
     .writes_while_establishing = true,
     .drive = hsrv_drive,
     .read = hsrv_read,
-    .write = hsrv_write,
     .flush = hsrv_flush,
     .free = hsrv_free,
     .interest = hsrv_interest,

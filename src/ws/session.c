@@ -763,22 +763,12 @@ int nbio_ws_write(nbio_session *s, nbio_ws_type type, nbio_buf *buf)
         return NBIO_EINVAL;
     if (s->vt != &ws_vtable)
         return NBIO_EUNSUPPORTED;
-    nbio__ws *w = (nbio__ws *)s;
-    nbio__touch(s);
-    if (s->error != 0)
-        return s->error;
-    if (s->wside != NBIO__W_OPEN)
-        return NBIO_ECLOSED;
-    if (s->phase == NBIO__ESTABLISHING) {
-        int r = nbio__settle(s, nbio__chain_establish(s));
-        if (r < 0)
-            return r;
-        if (s->phase == NBIO__ESTABLISHING)
-            return NBIO_PENDING;
-    }
+    int r = nbio__write_prologue(s);
+    if (r != 1)
+        return r;
     if (buf->data == NULL)
         buf->data = "";
-    return nbio__settle(s, ws_write_msg(w, type, buf));
+    return nbio__settle(s, ws_write_msg((nbio__ws *)s, type, buf));
 }
 
 int nbio_ws_close(nbio_session *s, unsigned code, const char *reason)
@@ -841,9 +831,7 @@ static int ws_drive(nbio_session *s)
 {
     nbio__ws *w = (nbio__ws *)s;
     maybe_ping(w);
-    bool wrote = false;
-    int r = flush_out(w, &wrote);
-    return r < 0 ? r : wrote ? NBIO_ACTIVE : NBIO_IDLE;
+    return nbio__drive_queued(s, &w->out);
 }
 
 static int ws_flush(nbio_session *s)
