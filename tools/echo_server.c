@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "accept.h"
 #include "cli.h"
 #include "echo_server.h"
 #include "log.h"
@@ -16,9 +17,7 @@
 
 #define CLOSE_GRACE_MS 5000  /* how long a graceful close may take */
 #define READS_PER_STEP 64    /* fairness: payloads echoed per client per event */
-#define ACCEPTS_PER_STEP 64
 #define EVENTS_PER_STEP 256
-#define ACCEPT_BACKOFF_MS 100 /* out of descriptors: pause accepting this long */
 #define TLS_HANDSHAKE_CHECK_MS 11000 /* drive a silent TLS (or WebSocket) client past its
                                         handshake limit */
 #define QUIET_MS 100 /* draining: a client quiet this long has sent everything; lingering:
@@ -220,27 +219,13 @@ static int add_client(echo_server *srv, nbio_session *s)
 static int accept_clients(echo_server *srv)
 {
     int got = 0;
-    for (int k = 0; k < ACCEPTS_PER_STEP; k++) {
+    for (int k = 0; k < CLI_ACCEPTS_PER_STEP; k++) {
         nbio_session *s = NULL;
-        int r = nbio_accept(srv->listener, &s);
+        int r = cli_accept(srv->listener, srv->poller, &srv->log, srv->now, &s);
         if (r == NBIO_IDLE)
             break;
-        if (r < 0) {
-            if (nbio_status(srv->listener) == NBIO_STATUS_TERMINATED) {
-                cli_log_line(&srv->log, "listener failed: %s: %s", nbio_errname(r),
-                             nbio_detail(srv->listener));
-                return r;
-            }
-            /* Transient (out of descriptors or memory: the listener dropped
-             * the waiting connection). Pause accepting for a while instead
-             * of spinning on the same error. */
-            cli_log_line(&srv->log, "accept: %s: %s (pausing accepts for %d ms)",
-                         nbio_errname(r), nbio_strerror(r), ACCEPT_BACKOFF_MS);
-            (void)nbio_poller_set_mask(srv->poller, srv->listener, 0);
-            (void)nbio_poller_set_timer(srv->poller, srv->listener,
-                                        srv->now + ACCEPT_BACKOFF_MS);
-            break;
-        }
+        if (r < 0)
+            return r;
         if (srv->n >= srv->max_clients) {
             char peer[80] = "";
             (void)nbio_peer_address(s, peer, sizeof peer);
@@ -474,7 +459,7 @@ int echo_server_step(echo_server *srv, int wait_ms)
     for (int i = 0; i < n; i++) {
         if (ev[i].session == srv->listener) {
             if (ev[i].events & NBIO_EV_TIMER) /* the accept pause is over */
-                (void)nbio_poller_set_mask(srv->poller, srv->listener, ~0u);
+                cli_accept_resume(srv->poller, srv->listener);
             if (!srv->draining && (ev[i].events & (NBIO_EV_READ | NBIO_EV_READY))) {
                 int r = accept_clients(srv);
                 if (r < 0)

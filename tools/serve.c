@@ -39,6 +39,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "accept.h"
 #include "cli.h"
 #include "log.h"
 #include "nbio/http_server.h"
@@ -47,13 +48,11 @@
 #include "nbio/tls.h"
 
 #define EVENTS_PER_STEP 256
-#define ACCEPTS_PER_STEP 64
 #define REQUESTS_PER_STEP 64      /* fairness: requests served per connection per event */
 #define BYTES_PER_STEP (1u << 20) /* fairness: file bytes queued per connection per event */
 #define PIECE (64u * 1024)        /* file bytes read and written at a time */
 #define CLOSE_GRACE_MS 5000       /* how long a graceful close may take */
 #define DRAIN_GRACE_MS 5000       /* SIGTERM: responses in flight get this long */
-#define ACCEPT_BACKOFF_MS 100     /* out of descriptors: pause accepting */
 #define WAIT_CAP_MS 250           /* --idle wait: longest sleep (a signal is seen by then) */
 #define ACCESS_BURST 1000         /* access lines per second before they are counted */
 #define ERROR_BURST 20            /* other log lines per second */
@@ -1235,23 +1234,13 @@ static int add_conn(server *srv, nbio_session *s)
 
 static int accept_conns(server *srv)
 {
-    for (int k = 0; k < ACCEPTS_PER_STEP; k++) {
+    for (int k = 0; k < CLI_ACCEPTS_PER_STEP; k++) {
         nbio_session *s = NULL;
-        int r = nbio_accept(srv->listener, &s);
+        int r = cli_accept(srv->listener, srv->poller, &srv->log, srv->now, &s);
         if (r == NBIO_IDLE)
             break;
-        if (r < 0) {
-            if (nbio_status(srv->listener) == NBIO_STATUS_TERMINATED) {
-                cli_log_line(&srv->log, "listener failed: %s: %s", nbio_errname(r),
-                             nbio_detail(srv->listener));
-                return r;
-            }
-            cli_log_line(&srv->log, "accept: %s: %s (pausing accepts for %d ms)",
-                         nbio_errname(r), nbio_strerror(r), ACCEPT_BACKOFF_MS);
-            (void)nbio_poller_set_mask(srv->poller, srv->listener, 0);
-            (void)nbio_poller_set_timer(srv->poller, srv->listener, srv->now + ACCEPT_BACKOFF_MS);
-            break;
-        }
+        if (r < 0)
+            return r;
         if ((r = add_conn(srv, s)) < 0) {
             cli_log_line(&srv->log, "cannot serve a new connection: %s", nbio_strerror(r));
             break;
@@ -1274,7 +1263,7 @@ static int server_step(server *srv, int wait_ms)
     for (int i = 0; i < n; i++) {
         if (ev[i].session == srv->listener) {
             if (ev[i].events & NBIO_EV_TIMER) /* the accept pause is over */
-                (void)nbio_poller_set_mask(srv->poller, srv->listener, ~0u);
+                cli_accept_resume(srv->poller, srv->listener);
             if (!srv->draining && (ev[i].events & (NBIO_EV_READ | NBIO_EV_READY)))
                 if (accept_conns(srv) < 0)
                     return -1;
